@@ -1,0 +1,2 @@
+//! placeholder: criterion benchmarks for the HSTS hot paths (being written).
+fn main() {}
