@@ -6,11 +6,16 @@
 //! [`hsts`] and [`redirect`]; the I/O around them lives in [`proxy`], [`traffic`],
 //! [`hsts::persist`] and [`admin`].
 
+// Nothing that came from the network or a file may panic the proxy.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod admin;
 pub mod ca;
 pub mod config;
 pub mod finding;
 pub mod hsts;
+pub mod lab;
+pub mod metrics;
 pub mod proxy;
 pub mod redirect;
 pub mod report;

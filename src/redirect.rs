@@ -1,1 +1,1070 @@
-//! placeholder, being written
+//! The 3xx audit and rewrite (RFC 9110 §15.4), and per-client redirect-loop tracking.
+//!
+//! [`audit`] is a pure function: it looks at one upstream response status and its `Location`
+//! against the request that caused it, and returns the findings plus what (if anything) to change
+//! in the response. [`RedirectDecision::apply`] makes that change on the response head. The proxy
+//! calls both for every upstream response, on the plain and the intercepted path alike.
+//!
+//! [`RedirectChains`] follows each client through the redirects it is given, to notice when it
+//! comes back to a URL it already visited in the same chain (`redirect_loop`).
+//!
+//! Where the RFC and the browsers differ, the browsers' behaviour (the Fetch standard's
+//! "HTTP-redirect fetch", §4.4) decides what a client will actually do, because that is what the
+//! findings must predict.
+
+use crate::finding::{Finding, FindingKind};
+use dashmap::DashMap;
+use http::{header::LOCATION, HeaderValue, Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use url::{Position, Url};
+
+/// How many redirects a client follows before it gives up: 20 in the Fetch standard (§4.4
+/// "HTTP-redirect fetch": "If request's redirect count is 20, then return a network error"),
+/// Chromium (`kMaxRedirects`) and Firefox (`network.http.redirection-limit`). It is the
+/// default chain length for [`RedirectChains::new`].
+pub const MAX_REDIRECTS: usize = 20;
+
+/// How many redirect chains one client may have in flight at once. A browser loads many
+/// resources in parallel and every client behind a local proxy shares one address, so one chain
+/// per client would be broken by every unrelated request; 16 is plenty for real pages and keeps
+/// a misbehaving client's memory bounded.
+const MAX_CHAINS_PER_CLIENT: usize = 16;
+
+/// URLs and Locations quoted in a finding are cut to this many characters: a Location can be as
+/// long as the header limit allows, and a finding is one console line.
+const MAX_QUOTED_CHARS: usize = 200;
+
+/// Errors of this module: only configuration can fail here (the audit itself never fails, it
+/// turns every oddity of the upstream's response into a finding).
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum RedirectError {
+    /// `--redirect-policy` (or `redirect_policy` in the config file) named no known policy.
+    #[error("unknown redirect policy {0:?}: expected \"log\" or \"rewrite\"")]
+    UnknownPolicy(String),
+}
+
+/// What the proxy does with an ambiguous `301`/`302` answering a method other than GET/HEAD.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedirectPolicy {
+    /// Log the finding and pass the response unchanged (the default: the proxy stays transparent).
+    #[default]
+    Log,
+    /// Rewrite `302`→`307` and `301`→`308`, so every client repeats the same method and body
+    /// (RFC 9110 §15.4.8, §15.4.9), instead of the GET most clients switch to (§15.4.2, §15.4.3).
+    Rewrite,
+}
+
+impl RedirectPolicy {
+    /// The name used on the command line and in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedirectPolicy::Log => "log",
+            RedirectPolicy::Rewrite => "rewrite",
+        }
+    }
+}
+
+impl fmt::Display for RedirectPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RedirectPolicy {
+    type Err = RedirectError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "log" => Ok(RedirectPolicy::Log),
+            "rewrite" => Ok(RedirectPolicy::Rewrite),
+            other => Err(RedirectError::UnknownPolicy(other.to_owned())),
+        }
+    }
+}
+
+/// What [`audit`] decided about one response.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RedirectDecision {
+    /// What is wrong with the redirect, each with a sentence that says how to fix it.
+    pub findings: Vec<Finding>,
+    /// The status to send instead of the upstream's (`302`→`307`, `301`→`308`).
+    pub new_status: Option<StatusCode>,
+    /// The `Location` to send instead of the upstream's (an HSTS-known host moved to https).
+    pub new_location: Option<HeaderValue>,
+    /// Where the client goes next: the `Location` resolved against the request URL (after any
+    /// rewrite of it). `None` when the response is no redirect or the `Location` is missing or
+    /// unparsable. Feed it to [`RedirectChains::observe`].
+    pub target: Option<Url>,
+}
+
+impl RedirectDecision {
+    /// True when the response passes unchanged.
+    pub fn is_unchanged(&self) -> bool {
+        self.new_status.is_none() && self.new_location.is_none()
+    }
+
+    /// The original status, for the traffic log's `rewritten_from`, when the status was rewritten.
+    pub fn rewritten_from(&self, original: StatusCode) -> Option<u16> {
+        self.new_status
+            .filter(|new| *new != original)
+            .map(|_| original.as_u16())
+    }
+
+    /// Makes the decided changes on a response head.
+    pub fn apply(&self, parts: &mut http::response::Parts) {
+        if let Some(status) = self.new_status {
+            if parts.status != status {
+                parts.status = status;
+                // hyper sends a custom reason phrase verbatim; the upstream's "Found" must not
+                // travel on a 307, so fall back to the canonical phrase of the new status.
+                parts.extensions.remove::<hyper::ext::ReasonPhrase>();
+            }
+        }
+        if let Some(location) = &self.new_location {
+            // `insert` replaces every Location field: only the first was audited, and a
+            // leftover second one would contradict the rewrite.
+            parts.headers.insert(LOCATION, location.clone());
+        }
+    }
+}
+
+/// Audits one response against the request that caused it.
+///
+/// `location` is the first `Location` field of the response (a relative one is resolved against
+/// `request_url`, RFC 9110 §10.2.2, and passed on unchanged). `hsts_known` answers whether a host
+/// is a Known HSTS Host. Responses that are no redirect (and `304`, which is a cache answer,
+/// RFC 9110 §15.4.5) give an empty decision without allocating.
+pub fn audit(
+    method: &Method,
+    request_url: &Url,
+    status: StatusCode,
+    location: Option<&HeaderValue>,
+    policy: RedirectPolicy,
+    hsts_known: &dyn Fn(&str) -> bool,
+) -> RedirectDecision {
+    if !status.is_redirection() || status == StatusCode::NOT_MODIFIED {
+        return RedirectDecision::default();
+    }
+    let subject = Subject {
+        method,
+        url: request_url,
+        status,
+    };
+    let mut decision = RedirectDecision::default();
+
+    let mut target = match location {
+        None => {
+            decision.findings.push(missing_location(&subject));
+            None
+        }
+        Some(value) => match resolve(request_url, value) {
+            Ok(url) => Some(url),
+            Err(reason) => {
+                decision.findings.push(bad_location(&subject, value, &reason));
+                None
+            }
+        },
+    };
+
+    if let Some(url) = target.as_mut() {
+        // RFC 6797 §8.3: a Known HSTS Host is only ever reached over https, whatever the
+        // Location says; any other http target from an https page is a downgrade.
+        if insecure_counterpart(url.scheme()).is_some() {
+            let known = url.domain().is_some_and(hsts_known);
+            if known || is_secure(request_url.scheme()) {
+                let original = url.clone();
+                if known && upgrade(url) {
+                    decision.new_location = HeaderValue::from_str(url.as_str()).ok();
+                }
+                let rewritten = decision.new_location.is_some().then_some(&*url);
+                decision
+                    .findings
+                    .push(https_downgrade(&subject, &original, rewritten));
+            }
+        }
+    }
+
+    // The body goes to another origin only if the client follows, so the origin is compared
+    // on the final target (after an HSTS upgrade of it): https→http of the same host is another
+    // origin (RFC 6454 §4), and the body would even travel in clear.
+    let cross_origin_body = carries_body(method)
+        && target
+            .as_ref()
+            .is_some_and(|url| url.origin() != request_url.origin());
+
+    if matches!(status.as_u16(), 301 | 302) && method != Method::GET && method != Method::HEAD {
+        let keep = if status == StatusCode::MOVED_PERMANENTLY {
+            StatusCode::PERMANENT_REDIRECT
+        } else {
+            StatusCode::TEMPORARY_REDIRECT
+        };
+        let outcome = match policy {
+            RedirectPolicy::Log => RewriteOutcome::Logged,
+            // A 307/308 to another origin is exactly the body replay of Fett, Küsters, Schmitz
+            // (2016, §3.1): the proxy must not create it. The client keeps its own (GET)
+            // behaviour and the finding names the fix.
+            RedirectPolicy::Rewrite if cross_origin_body => RewriteOutcome::Refused,
+            RedirectPolicy::Rewrite => {
+                decision.new_status = Some(keep);
+                RewriteOutcome::Rewritten
+            }
+        };
+        decision
+            .findings
+            .push(method_change_risk(&subject, keep, outcome, target.as_ref()));
+    }
+
+    let sent_status = decision.new_status.unwrap_or(status);
+    if cross_origin_body && replays_body(sent_status, method) {
+        if let Some(url) = target.as_ref() {
+            decision
+                .findings
+                .push(cross_origin_body_replay(&subject, sent_status, url));
+        }
+    }
+
+    decision.target = target;
+    decision
+}
+
+/// One readable console line for a finding: the kind, then the sentence that says what to fix.
+/// Control characters are replaced so that a finding can never forge extra log lines.
+pub fn console_line(finding: &Finding) -> String {
+    let detail: String = finding
+        .detail
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    format!("{}: {}", finding.kind, detail)
+}
+
+/// Prints a finding on the console (through `tracing`, at WARN, with the kind as a field).
+pub fn log_finding(finding: &Finding) {
+    tracing::warn!(finding = finding.kind.as_str(), "{}", console_line(finding));
+}
+
+/// Whether a client would follow `status` with the same method and body (Fetch §4.4,
+/// "HTTP-redirect fetch", step 12): browsers switch to GET only on 301/302 answering POST and on
+/// 303; 307/308 keep everything (RFC 9110 §15.4.8, §15.4.9), and so does a 301/302 answering
+/// PUT or PATCH. 300, 305 and 306 are not followed automatically.
+fn replays_body(status: StatusCode, method: &Method) -> bool {
+    match status.as_u16() {
+        307 | 308 => true,
+        301 | 302 => method != Method::POST,
+        _ => false,
+    }
+}
+
+/// The methods whose requests carry a body that a redirect may replay.
+fn carries_body(method: &Method) -> bool {
+    method == Method::POST || method == Method::PUT || method == Method::PATCH
+}
+
+/// For an insecure scheme, its secure counterpart (RFC 6797 §8.3 applies to http, and browsers
+/// apply it to ws as well).
+fn insecure_counterpart(scheme: &str) -> Option<&'static str> {
+    match scheme {
+        "http" => Some("https"),
+        "ws" => Some("wss"),
+        _ => None,
+    }
+}
+
+fn is_secure(scheme: &str) -> bool {
+    scheme == "https" || scheme == "wss"
+}
+
+/// Moves an http/ws URL to https/wss as RFC 6797 §8.3 says: an explicit port 80 becomes the
+/// default 443 (the url crate already drops a default port, so it stays dropped), any other
+/// explicit port is kept. Returns whether the URL changed.
+fn upgrade(url: &mut Url) -> bool {
+    match insecure_counterpart(url.scheme()) {
+        Some(secure) => url.set_scheme(secure).is_ok(),
+        None => false,
+    }
+}
+
+/// Resolves a Location value against the request URL (RFC 9110 §10.2.2, RFC 3986 §5), with the
+/// WHATWG URL parser that browsers use, so that what parses here is what a browser follows.
+fn resolve(request_url: &Url, value: &HeaderValue) -> Result<Url, String> {
+    // Browsers decode Location as UTF-8 (Fetch's "location URL"); bytes that are not UTF-8 have
+    // no agreed meaning.
+    let text = std::str::from_utf8(value.as_bytes()).map_err(|_| "not UTF-8".to_owned())?;
+    request_url.join(text).map_err(|e| e.to_string())
+}
+
+/// "POST https://shop.test/login answered 302": the part every finding starts with.
+struct Subject<'a> {
+    method: &'a Method,
+    url: &'a Url,
+    status: StatusCode,
+}
+
+impl fmt::Display for Subject<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} answered {}",
+            self.method,
+            quote_url(self.url.as_str()),
+            self.status.as_u16()
+        )
+    }
+}
+
+/// What became of an ambiguous 301/302 under the configured policy.
+#[derive(Clone, Copy)]
+enum RewriteOutcome {
+    Logged,
+    Rewritten,
+    Refused,
+}
+
+fn method_change_risk(
+    subject: &Subject<'_>,
+    keep: StatusCode,
+    outcome: RewriteOutcome,
+    target: Option<&Url>,
+) -> Finding {
+    let keep = keep.as_u16();
+    let base = format!(
+        "{subject} → use 303 to switch to GET on purpose, or {keep} to keep {}",
+        subject.method
+    );
+    let detail = match (outcome, target) {
+        (RewriteOutcome::Logged, _) => base,
+        (RewriteOutcome::Rewritten, _) => {
+            format!("{base} (the proxy rewrote it to {keep}: --redirect-policy rewrite)")
+        }
+        (RewriteOutcome::Refused, Some(url)) => format!(
+            "{base} (not rewritten to {keep}: the client would re-send the body to {})",
+            url.origin().ascii_serialization()
+        ),
+        (RewriteOutcome::Refused, None) => base,
+    };
+    Finding::new(FindingKind::MethodChangeRisk, detail)
+}
+
+fn cross_origin_body_replay(subject: &Subject<'_>, sent: StatusCode, target: &Url) -> Finding {
+    let sent_note = if sent == subject.status {
+        String::new()
+    } else {
+        format!(" (sent as {})", sent.as_u16())
+    };
+    Finding::new(
+        FindingKind::CrossOriginBodyReplay,
+        format!(
+            "{subject}{sent_note} to another origin, {} → the client will re-send the request \
+             body (form fields, credentials) there; answer 303 so it follows with a GET and no \
+             body (Fett, Küsters, Schmitz 2016, §3.1)",
+            target.origin().ascii_serialization()
+        ),
+    )
+}
+
+fn https_downgrade(subject: &Subject<'_>, original: &Url, rewritten: Option<&Url>) -> Finding {
+    let location = quote_url(original.as_str());
+    let detail = match (rewritten, original.host_str()) {
+        (Some(upgraded), Some(host)) => format!(
+            "{subject} with Location {location} → {host} is HSTS-known, so the proxy rewrote \
+             Location to {}; send https:// Locations (RFC 6797 §8.3)",
+            quote_url(upgraded.as_str())
+        ),
+        _ => format!(
+            "{subject} with Location {location} → the client leaves HTTPS and sends the next \
+             request in clear; send an https:// Location"
+        ),
+    };
+    Finding::new(FindingKind::HttpsDowngrade, detail)
+}
+
+fn missing_location(subject: &Subject<'_>) -> Finding {
+    let why = if subject.status == StatusCode::MULTIPLE_CHOICES {
+        // RFC 9110 §15.4.1: optional for 300, but without it nothing can be followed.
+        "add a Location field naming the preferred choice (RFC 9110 §15.4.1)"
+    } else {
+        "add a Location field with the target URL (RFC 9110 §15.4): clients have nowhere to go"
+    };
+    Finding::new(
+        FindingKind::MissingLocation,
+        format!("{subject} without Location → {why}"),
+    )
+}
+
+fn bad_location(subject: &Subject<'_>, value: &HeaderValue, reason: &str) -> Finding {
+    let shown = quote(&String::from_utf8_lossy(value.as_bytes()));
+    Finding::new(
+        FindingKind::BadLocation,
+        format!(
+            "{subject} with an unparsable Location {shown:?} ({reason}) → send an absolute \
+             https:// URL or a valid relative reference (RFC 9110 §10.2.2, RFC 3986 §4.1)"
+        ),
+    )
+}
+
+/// Cuts a quoted text to [`MAX_QUOTED_CHARS`], marking the cut.
+fn quote(text: &str) -> String {
+    match text.char_indices().nth(MAX_QUOTED_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+fn quote_url(url: &str) -> String {
+    quote(url)
+}
+
+/// Per-client redirect chains, to find clients sent round in a loop.
+///
+/// A chain starts at a redirect answer; the client's next request to the pending target extends
+/// it; a non-redirect answer to that target ends it, and so does silence (no request to the
+/// target within `idle`: clients follow redirects at once). A target already in the chain is a
+/// loop, reported once per chain. Since every client behind a local proxy may share one address
+/// and browsers load in parallel, a client may have several chains in flight (up to 16): a
+/// request to an unrelated URL leaves them alone rather than ending them.
+///
+/// Memory is bounded: a chain keeps its last `max_chain` URLs, at most `max_clients` clients are
+/// tracked (the least recently active is dropped first; concurrent inserts may overshoot by the
+/// number of threads), and clients with no chain in flight take no space.
+pub struct RedirectChains {
+    clients: DashMap<IpAddr, ClientChains>,
+    max_chain: usize,
+    max_clients: usize,
+    idle: Duration,
+}
+
+struct ClientChains {
+    chains: Vec<Chain>,
+    last_active: Instant,
+}
+
+struct Chain {
+    /// The URLs requested in this chain, oldest first (at most `max_chain`).
+    visited: VecDeque<String>,
+    /// Where the last redirect sent the client.
+    pending: String,
+    last_step: Instant,
+    /// A loop was already reported for this chain: the client going round again is no news.
+    looped: bool,
+}
+
+impl RedirectChains {
+    /// `max_chain` is the number of URLs a chain remembers ([`MAX_REDIRECTS`] is the browsers'
+    /// limit), `max_clients` the number of client addresses tracked at once, `idle` how long a
+    /// chain waits for the client to follow its redirect.
+    pub fn new(max_chain: usize, max_clients: usize, idle: Duration) -> Self {
+        RedirectChains {
+            clients: DashMap::new(),
+            max_chain: max_chain.max(1),
+            max_clients: max_clients.max(1),
+            idle,
+        }
+    }
+
+    /// Records one exchange of `client`: the URL it requested, and the resolved `Location` when
+    /// the answer was a redirect. Returns a `redirect_loop` finding when that target was already
+    /// visited in the chain.
+    pub fn observe(
+        &self,
+        client: IpAddr,
+        request_url: &Url,
+        target: Option<&Url>,
+    ) -> Option<Finding> {
+        self.observe_at(client, request_url, target, Instant::now())
+    }
+
+    /// How many clients have chains in flight (for metrics).
+    pub fn tracked_clients(&self) -> usize {
+        self.clients.len()
+    }
+
+    fn observe_at(
+        &self,
+        client: IpAddr,
+        request_url: &Url,
+        target: Option<&Url>,
+        now: Instant,
+    ) -> Option<Finding> {
+        let mut entry = match self.clients.get_mut(&client) {
+            Some(entry) => entry,
+            // No chain in flight and no redirect: nothing to remember (the common case).
+            None if target.is_none() => return None,
+            None => {
+                self.make_room(now);
+                self.clients.entry(client).or_insert_with(|| ClientChains {
+                    chains: Vec::new(),
+                    last_active: now,
+                })
+            }
+        };
+        let idle = self.idle;
+        entry
+            .chains
+            .retain(|chain| now.saturating_duration_since(chain.last_step) <= idle);
+        entry.last_active = now;
+
+        let url = chain_key(request_url);
+        let found = entry.chains.iter().position(|chain| chain.pending == url);
+        let mut finding = None;
+        match (found, target) {
+            (Some(i), Some(target)) => {
+                let mut chain = entry.chains.swap_remove(i);
+                chain.visited.push_back(url);
+                chain.pending = chain_key(target);
+                chain.last_step = now;
+                finding = self.check_loop(client, &mut chain);
+                entry.chains.push(chain);
+            }
+            // The chain ends in a page (or an error): the client got somewhere.
+            (Some(i), None) => {
+                entry.chains.swap_remove(i);
+            }
+            (None, Some(target)) => {
+                let mut chain = Chain {
+                    visited: VecDeque::from([url]),
+                    pending: chain_key(target),
+                    last_step: now,
+                    looped: false,
+                };
+                finding = self.check_loop(client, &mut chain);
+                if entry.chains.len() >= MAX_CHAINS_PER_CLIENT {
+                    if let Some(oldest) = (0..entry.chains.len())
+                        .min_by_key(|&i| entry.chains[i].last_step)
+                    {
+                        entry.chains.swap_remove(oldest);
+                    }
+                }
+                entry.chains.push(chain);
+            }
+            (None, None) => {}
+        }
+        let empty = entry.chains.is_empty();
+        drop(entry);
+        if empty {
+            self.clients.remove_if(&client, |_, c| c.chains.is_empty());
+        }
+        finding
+    }
+
+    /// Trims the chain to its last `max_chain` URLs and reports a loop once.
+    fn check_loop(&self, client: IpAddr, chain: &mut Chain) -> Option<Finding> {
+        while chain.visited.len() > self.max_chain {
+            chain.visited.pop_front();
+        }
+        let start = chain.visited.iter().position(|u| *u == chain.pending)?;
+        if chain.looped {
+            return None;
+        }
+        chain.looped = true;
+        let redirects = chain.visited.len() - start;
+        let mut path: Vec<String> = chain.visited.iter().skip(start).map(|u| quote(u)).collect();
+        path.push(quote(&chain.pending));
+        Some(Finding::new(
+            FindingKind::RedirectLoop,
+            format!(
+                "client {client} was redirected in a loop: {} ({redirects} redirect{}) → fix \
+                 the redirect rules so that the chain ends in a page; browsers give up after \
+                 {MAX_REDIRECTS} redirects (ERR_TOO_MANY_REDIRECTS)",
+                path.join(" → "),
+                if redirects == 1 { "" } else { "s" }
+            ),
+        ))
+    }
+
+    /// Makes room for one more client: drops idle ones, then the least recently active.
+    fn make_room(&self, now: Instant) {
+        if self.clients.len() < self.max_clients {
+            return;
+        }
+        let idle = self.idle;
+        self.clients
+            .retain(|_, c| now.saturating_duration_since(c.last_active) <= idle);
+        if self.clients.len() < self.max_clients {
+            return;
+        }
+        let oldest = self
+            .clients
+            .iter()
+            .min_by_key(|c| c.last_active)
+            .map(|c| *c.key());
+        if let Some(ip) = oldest {
+            self.clients.remove(&ip);
+        }
+    }
+}
+
+/// The URL as a chain remembers it: the fragment is dropped, since it never reaches the server
+/// (RFC 9110 §4.2.5) and a Location's fragment only scrolls the page.
+fn chain_key(url: &Url) -> String {
+    url[..Position::AfterQuery].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use FindingKind::*;
+
+    const GET: Method = Method::GET;
+    const HEAD: Method = Method::HEAD;
+    const POST: Method = Method::POST;
+    const PUT: Method = Method::PUT;
+    const DELETE: Method = Method::DELETE;
+    const PATCH: Method = Method::PATCH;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    fn known(host: &str) -> bool {
+        matches!(host, "hsts.test" | "shop.test")
+    }
+
+    fn run(
+        method: &Method,
+        request: &str,
+        status: u16,
+        location: Option<&[u8]>,
+        policy: RedirectPolicy,
+    ) -> RedirectDecision {
+        let location = location.map(|l| HeaderValue::from_bytes(l).unwrap());
+        audit(
+            method,
+            &url(request),
+            StatusCode::from_u16(status).unwrap(),
+            location.as_ref(),
+            policy,
+            &known,
+        )
+    }
+
+    fn kinds(d: &RedirectDecision) -> Vec<FindingKind> {
+        let mut k: Vec<_> = d.findings.iter().map(|f| f.kind).collect();
+        k.sort();
+        k
+    }
+
+    /// Status × method, same-origin Location, under both policies:
+    /// (status, method, method_change_risk?, status sent under `rewrite`).
+    #[test]
+    fn status_by_method_matrix() {
+        #[rustfmt::skip]
+        let rows: &[(u16, Method, bool, u16)] = &[
+            // RFC 9110 §15.4.2: 301 to GET/HEAD is unambiguous.
+            (301, GET, false, 301), (301, HEAD, false, 301),
+            // §15.4.2 note: "a user agent MAY change the request method from POST to GET".
+            (301, POST, true, 308), (301, PUT, true, 308), (301, DELETE, true, 308),
+            // §15.4.3: same note for 302.
+            (302, GET, false, 302), (302, HEAD, false, 302),
+            (302, POST, true, 307), (302, PUT, true, 307), (302, DELETE, true, 307),
+            // §15.4.4: 303 always means "GET the other resource": unambiguous.
+            (303, GET, false, 303), (303, HEAD, false, 303), (303, POST, false, 303),
+            (303, PUT, false, 303), (303, DELETE, false, 303),
+            // §15.4.8: 307 keeps the method and body.
+            (307, GET, false, 307), (307, HEAD, false, 307), (307, POST, false, 307),
+            (307, PUT, false, 307), (307, DELETE, false, 307),
+            // §15.4.9: 308 keeps the method and body.
+            (308, GET, false, 308), (308, HEAD, false, 308), (308, POST, false, 308),
+            (308, PUT, false, 308), (308, DELETE, false, 308),
+        ];
+        for (status, method, risky, rewritten) in rows {
+            let expected: Vec<FindingKind> = if *risky { vec![MethodChangeRisk] } else { vec![] };
+            let log = run(method, "https://shop.test/a/form", *status, Some(b"/a/next"), RedirectPolicy::Log);
+            assert_eq!(kinds(&log), expected, "log {status} {method}");
+            assert_eq!(log.new_status, None, "log never rewrites: {status} {method}");
+            assert_eq!(log.target, Some(url("https://shop.test/a/next")));
+
+            let rw = run(method, "https://shop.test/a/form", *status, Some(b"/a/next"), RedirectPolicy::Rewrite);
+            assert_eq!(kinds(&rw), expected, "rewrite {status} {method}");
+            let sent = rw.new_status.map_or(*status, |s| s.as_u16());
+            assert_eq!(sent, *rewritten, "rewrite {status} {method}");
+            assert_eq!(rw.rewritten_from(StatusCode::from_u16(*status).unwrap()).is_some(), *risky);
+            assert_eq!(rw.new_location, None, "relative Location is passed on unchanged");
+        }
+    }
+
+    struct Row {
+        why: &'static str,
+        method: Method,
+        request: &'static str,
+        status: u16,
+        location: Option<&'static [u8]>,
+        policy: RedirectPolicy,
+        kinds: &'static [FindingKind],
+        new_status: Option<u16>,
+        new_location: Option<&'static str>,
+        target: Option<&'static str>,
+    }
+
+    const fn row(
+        why: &'static str,
+        method: Method,
+        request: &'static str,
+        status: u16,
+        location: Option<&'static [u8]>,
+    ) -> Row {
+        Row {
+            why,
+            method,
+            request,
+            status,
+            location,
+            policy: RedirectPolicy::Log,
+            kinds: &[],
+            new_status: None,
+            new_location: None,
+            target: None,
+        }
+    }
+
+    impl Row {
+        fn rewrite(mut self) -> Self {
+            self.policy = RedirectPolicy::Rewrite;
+            self
+        }
+        fn kinds(mut self, kinds: &'static [FindingKind]) -> Self {
+            self.kinds = kinds;
+            self
+        }
+        fn status(mut self, s: u16) -> Self {
+            self.new_status = Some(s);
+            self
+        }
+        fn location(mut self, l: &'static str) -> Self {
+            self.new_location = Some(l);
+            self
+        }
+        fn target(mut self, t: &'static str) -> Self {
+            self.target = Some(t);
+            self
+        }
+    }
+
+    #[test]
+    fn audit_table() {
+        let rows = [
+            // --- cross_origin_body_replay (Fett, Küsters, Schmitz 2016, §3.1) ---
+            row("307 POST to another origin replays the form", POST, "https://rp.test/login", 307, Some(b"https://idp.test/cb"))
+                .kinds(&[CrossOriginBodyReplay]).target("https://idp.test/cb"),
+            row("same under rewrite: passes unchanged", POST, "https://rp.test/login", 307, Some(b"https://idp.test/cb")).rewrite()
+                .kinds(&[CrossOriginBodyReplay]).target("https://idp.test/cb"),
+            row("308 PUT to another origin replays the body", PUT, "https://a.test/x", 308, Some(b"https://b.test/x"))
+                .kinds(&[CrossOriginBodyReplay]).target("https://b.test/x"),
+            row("307 PATCH to another origin replays the body", PATCH, "https://a.test/x", 307, Some(b"https://b.test/x"))
+                .kinds(&[CrossOriginBodyReplay]).target("https://b.test/x"),
+            row("RFC 6454 §4: another port is another origin", POST, "https://a.test/x", 307, Some(b"https://a.test:8443/x"))
+                .kinds(&[CrossOriginBodyReplay]).target("https://a.test:8443/x"),
+            row("307 GET carries no body: nothing replayed", GET, "https://a.test/x", 307, Some(b"https://b.test/x"))
+                .target("https://b.test/x"),
+            row("307 DELETE carries no body", DELETE, "https://a.test/x", 307, Some(b"https://b.test/x"))
+                .target("https://b.test/x"),
+            row("307 POST to the same origin is the intended use of 307", POST, "https://a.test/x", 307, Some(b"https://a.test/y"))
+                .target("https://a.test/y"),
+            row("303 is the fix: GET without body (§15.4.4)", POST, "https://rp.test/login", 303, Some(b"https://idp.test/cb"))
+                .target("https://idp.test/cb"),
+            row("Fetch §4.4: 302 POST becomes GET in browsers, no replay", POST, "https://rp.test/login", 302, Some(b"https://idp.test/cb"))
+                .kinds(&[MethodChangeRisk]).target("https://idp.test/cb"),
+            row("rewrite refuses to turn a cross-origin 302 POST into a replaying 307", POST, "https://rp.test/login", 302, Some(b"https://idp.test/cb")).rewrite()
+                .kinds(&[MethodChangeRisk]).target("https://idp.test/cb"),
+            row("Fetch §4.4: 302 PUT keeps PUT and its body", PUT, "https://a.test/x", 302, Some(b"https://b.test/x"))
+                .kinds(&[MethodChangeRisk, CrossOriginBodyReplay]).target("https://b.test/x"),
+            row("301 PUT cross-origin under rewrite: left as 301", PUT, "https://a.test/x", 301, Some(b"https://b.test/x")).rewrite()
+                .kinds(&[MethodChangeRisk, CrossOriginBodyReplay]).target("https://b.test/x"),
+            row("302 POST same origin under rewrite becomes 307 (§15.4.8)", POST, "https://a.test/x", 302, Some(b"/y")).rewrite()
+                .kinds(&[MethodChangeRisk]).status(307).target("https://a.test/y"),
+            // --- https_downgrade ---
+            row("https page redirected to http", GET, "https://a.test/", 302, Some(b"http://b.test/"))
+                .kinds(&[HttpsDowngrade]).target("http://b.test/"),
+            row("https to http of the same host, POST 307: body in clear to another origin", POST, "https://a.test/f", 307, Some(b"http://a.test/f"))
+                .kinds(&[CrossOriginBodyReplay, HttpsDowngrade]).target("http://a.test/f"),
+            row("https to ws is a downgrade too", GET, "https://a.test/", 302, Some(b"ws://b.test/s"))
+                .kinds(&[HttpsDowngrade]).target("ws://b.test/s"),
+            row("https to https: fine", GET, "https://a.test/", 302, Some(b"https://b.test/"))
+                .target("https://b.test/"),
+            row("http to http of a host not HSTS-known: nothing to enforce", GET, "http://a.test/", 302, Some(b"http://b.test/"))
+                .target("http://b.test/"),
+            row("RFC 6797 §8.3: http Location to a Known HSTS Host is rewritten", GET, "http://a.test/", 302, Some(b"http://hsts.test/p?q=1"))
+                .kinds(&[HttpsDowngrade]).location("https://hsts.test/p?q=1").target("https://hsts.test/p?q=1"),
+            row("§8.3: explicit port 80 becomes 443", GET, "https://a.test/", 301, Some(b"http://hsts.test:80/"))
+                .kinds(&[HttpsDowngrade]).location("https://hsts.test/").target("https://hsts.test/"),
+            row("§8.3: any other explicit port is kept", GET, "https://a.test/", 301, Some(b"http://hsts.test:8080/x#top"))
+                .kinds(&[HttpsDowngrade]).location("https://hsts.test:8080/x#top").target("https://hsts.test:8080/x#top"),
+            row("network-path reference from http to a Known HSTS Host", GET, "http://a.test/", 302, Some(b"//hsts.test/x"))
+                .kinds(&[HttpsDowngrade]).location("https://hsts.test/x").target("https://hsts.test/x"),
+            row("once upgraded to the same https origin, the 307 POST replays nothing", POST, "https://shop.test/f", 307, Some(b"http://shop.test/g"))
+                .kinds(&[HttpsDowngrade]).location("https://shop.test/g").target("https://shop.test/g"),
+            row("RFC 6797 §8.1.1: IP literals are never HSTS hosts", GET, "http://a.test/", 302, Some(b"http://10.0.0.1/"))
+                .target("http://10.0.0.1/"),
+            // --- relative Locations (RFC 9110 §10.2.2) ---
+            row("relative path is resolved for the audit, passed on unchanged", GET, "https://a.test/d/e?x", 302, Some(b"../f?y=1"))
+                .target("https://a.test/f?y=1"),
+            row("RFC 3986 §5.2: an empty reference is the request URL itself", GET, "https://a.test/d", 302, Some(b""))
+                .target("https://a.test/d"),
+            row("browsers decode a UTF-8 Location and percent-encode it", GET, "https://a.test/", 302, Some("/café".as_bytes()))
+                .target("https://a.test/caf%C3%A9"),
+            // --- missing_location / bad_location ---
+            row("RFC 9110 §15.4: a redirect without Location", GET, "https://a.test/", 302, None)
+                .kinds(&[MissingLocation]),
+            row("§15.4.1: 300 without Location has nothing to follow", GET, "https://a.test/", 300, None)
+                .kinds(&[MissingLocation]),
+            row("302 POST without Location: both problems are reported", POST, "https://a.test/", 302, None)
+                .kinds(&[MethodChangeRisk, MissingLocation]),
+            row("WHATWG URL: a space in the host is invalid", GET, "https://a.test/", 302, Some(b"http://exa mple.test/"))
+                .kinds(&[BadLocation]),
+            row("unterminated IPv6 literal", GET, "https://a.test/", 302, Some(b"http://[::1/"))
+                .kinds(&[BadLocation]),
+            row("empty host", GET, "https://a.test/", 302, Some(b"https://"))
+                .kinds(&[BadLocation]),
+            row("non-UTF-8 bytes (obs-text) have no agreed meaning", GET, "https://a.test/", 302, Some(b"/caf\xe9"))
+                .kinds(&[BadLocation]),
+            // --- responses that are not audited ---
+            row("RFC 9110 §15.4.5: 304 is a cache answer, no Location needed", GET, "https://a.test/", 304, None),
+            row("304 with an http Location is still no redirect", GET, "https://a.test/", 304, Some(b"http://b.test/")),
+            row("201 Created carries a Location but is no redirect", POST, "https://a.test/", 201, Some(b"http://b.test/new")),
+            row("200 is no redirect", POST, "https://a.test/", 200, None),
+        ];
+        for r in rows {
+            let d = run(&r.method, r.request, r.status, r.location, r.policy);
+            let mut expected = r.kinds.to_vec();
+            expected.sort();
+            assert_eq!(kinds(&d), expected, "{}", r.why);
+            assert_eq!(d.new_status.map(|s| s.as_u16()), r.new_status, "{}", r.why);
+            assert_eq!(
+                d.new_location.as_ref().map(|v| v.to_str().unwrap()),
+                r.new_location,
+                "{}",
+                r.why
+            );
+            assert_eq!(d.target.as_ref().map(Url::as_str), r.target, "{}", r.why);
+        }
+    }
+
+    #[test]
+    fn detail_sentences_say_what_to_fix() {
+        let d = run(&POST, "https://shop.test/login", 302, Some(b"/account"), RedirectPolicy::Log);
+        assert_eq!(
+            d.findings[0].detail,
+            "POST https://shop.test/login answered 302 → use 303 to switch to GET on purpose, or 307 to keep POST"
+        );
+        let d = run(&PUT, "https://shop.test/item", 301, Some(b"/item2"), RedirectPolicy::Rewrite);
+        assert!(d.findings[0].detail.contains("or 308 to keep PUT"), "{}", d.findings[0].detail);
+        assert!(d.findings[0].detail.contains("rewrote it to 308"), "{}", d.findings[0].detail);
+
+        let d = run(&POST, "https://rp.test/login", 302, Some(b"https://idp.test/cb"), RedirectPolicy::Rewrite);
+        assert!(d.findings[0].detail.contains("not rewritten to 307"), "{}", d.findings[0].detail);
+        assert!(d.findings[0].detail.contains("https://idp.test"), "{}", d.findings[0].detail);
+
+        let d = run(&POST, "https://rp.test/login", 307, Some(b"https://idp.test/cb"), RedirectPolicy::Log);
+        let detail = &d.findings[0].detail;
+        assert!(detail.starts_with("POST https://rp.test/login answered 307"), "{detail}");
+        assert!(detail.contains("https://idp.test") && detail.contains("answer 303"), "{detail}");
+
+        let d = run(&GET, "http://a.test/", 302, Some(b"http://hsts.test/"), RedirectPolicy::Log);
+        assert!(d.findings[0].detail.contains("rewrote Location to https://hsts.test/"));
+
+        let long = format!("http://exa mple.test/{}", "x".repeat(5000));
+        let d = run(&GET, "https://a.test/", 302, Some(long.as_bytes()), RedirectPolicy::Log);
+        assert!(d.findings[0].detail.len() < 600, "quoted Location is cut");
+    }
+
+    #[test]
+    fn non_redirect_is_empty_and_allocates_nothing() {
+        let d = run(&GET, "https://a.test/", 200, Some(b"/x"), RedirectPolicy::Rewrite);
+        assert_eq!(d, RedirectDecision::default());
+        assert_eq!(d.findings.capacity(), 0);
+        assert!(d.is_unchanged());
+    }
+
+    #[test]
+    fn apply_sets_status_location_and_drops_reason_phrase() {
+        // Same origin once the Location is moved to https: both the status and Location change.
+        let d = run(&POST, "https://shop.test/f", 302, Some(b"http://shop.test/x"), RedirectPolicy::Rewrite);
+        let mut parts = http::Response::builder()
+            .status(302)
+            .header(LOCATION, "http://shop.test/x")
+            .header(LOCATION, "http://elsewhere.test/")
+            .extension(hyper::ext::ReasonPhrase::from_static(b"Found"))
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        d.apply(&mut parts);
+        assert_eq!(parts.status, StatusCode::TEMPORARY_REDIRECT);
+        assert!(parts.extensions.get::<hyper::ext::ReasonPhrase>().is_none());
+        let locations: Vec<_> = parts.headers.get_all(LOCATION).iter().collect();
+        assert_eq!(locations, [HeaderValue::from_static("https://shop.test/x")]);
+        assert_eq!(d.rewritten_from(StatusCode::FOUND), Some(302));
+
+        // An unchanged decision leaves the reason phrase alone.
+        let mut parts = http::Response::builder()
+            .status(303)
+            .extension(hyper::ext::ReasonPhrase::from_static(b"See Other"))
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        RedirectDecision::default().apply(&mut parts);
+        assert!(parts.extensions.get::<hyper::ext::ReasonPhrase>().is_some());
+    }
+
+    #[test]
+    fn policy_names() {
+        assert_eq!(RedirectPolicy::default(), RedirectPolicy::Log);
+        for (text, policy) in [("log", RedirectPolicy::Log), ("rewrite", RedirectPolicy::Rewrite)] {
+            assert_eq!(text.parse::<RedirectPolicy>(), Ok(policy));
+            assert_eq!(policy.to_string(), text);
+            assert_eq!(serde_json::to_string(&policy).unwrap(), format!("\"{text}\""));
+            assert_eq!(serde_json::from_str::<RedirectPolicy>(&format!("\"{text}\"")).unwrap(), policy);
+        }
+        let err = "fix".parse::<RedirectPolicy>().unwrap_err().to_string();
+        assert!(err.contains("\"log\"") && err.contains("\"rewrite\"") && err.contains("fix"), "{err}");
+    }
+
+    #[test]
+    fn console_line_is_one_line() {
+        let f = Finding::new(MethodChangeRisk, "a\nb\r\nc");
+        assert_eq!(console_line(&f), "method_change_risk: a b  c");
+    }
+
+    // --- RedirectChains ---
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([127, 0, 0, last])
+    }
+
+    fn chains() -> RedirectChains {
+        RedirectChains::new(MAX_REDIRECTS, 1000, Duration::from_secs(30))
+    }
+
+    #[test]
+    fn loop_a_b_a_is_found_and_named() {
+        let c = chains();
+        let (a, b) = (url("https://a.test/"), url("https://b.test/"));
+        assert_eq!(c.observe(ip(1), &a, Some(&b)), None);
+        let f = c.observe(ip(1), &b, Some(&a)).expect("loop");
+        assert_eq!(f.kind, RedirectLoop);
+        assert!(f.detail.contains("https://a.test/ → https://b.test/ → https://a.test/"), "{}", f.detail);
+        assert!(f.detail.contains("2 redirects"), "{}", f.detail);
+    }
+
+    #[test]
+    fn self_redirect_is_a_loop() {
+        let c = chains();
+        let a = url("https://a.test/x");
+        assert!(c.observe(ip(1), &a, Some(&a)).is_some());
+    }
+
+    #[test]
+    fn loop_is_reported_once_per_chain() {
+        let c = chains();
+        let (a, b) = (url("https://a.test/"), url("https://b.test/"));
+        let mut found = 0;
+        for i in 0..10 {
+            let (from, to) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+            found += c.observe(ip(1), from, Some(to)).is_some() as usize;
+        }
+        assert_eq!(found, 1);
+    }
+
+    #[test]
+    fn straight_chain_ends_without_finding() {
+        let c = chains();
+        let urls: Vec<Url> = (0..5).map(|i| url(&format!("https://a.test/{i}"))).collect();
+        for w in urls.windows(2) {
+            assert_eq!(c.observe(ip(1), &w[0], Some(&w[1])), None);
+        }
+        assert_eq!(c.observe(ip(1), &urls[4], None), None);
+        assert_eq!(c.tracked_clients(), 0, "a finished chain takes no space");
+        // A new visit to the start is a new chain, not a loop.
+        assert_eq!(c.observe(ip(1), &urls[4], Some(&urls[0])), None);
+    }
+
+    #[test]
+    fn chain_keeps_only_the_last_max_chain_urls() {
+        let c = chains();
+        let urls: Vec<Url> = (0..31).map(|i| url(&format!("https://a.test/{i}"))).collect();
+        for w in urls.windows(2).take(29) {
+            assert_eq!(c.observe(ip(1), &w[0], Some(&w[1])), None);
+        }
+        let len = c.clients.get(&ip(1)).unwrap().chains[0].visited.len();
+        assert_eq!(len, MAX_REDIRECTS, "capped at 20");
+        // urls[0] fell out of the window: going back there is not seen as a loop…
+        assert_eq!(c.observe(ip(1), &urls[29], Some(&urls[0])), None);
+        // …while a URL still in the window is.
+        assert!(c.observe(ip(1), &urls[0], Some(&urls[20])).is_some());
+    }
+
+    #[test]
+    fn clients_do_not_mix() {
+        let c = chains();
+        let (a, b) = (url("https://a.test/"), url("https://b.test/"));
+        assert_eq!(c.observe(ip(1), &a, Some(&b)), None);
+        // Client 2 requests B and is sent to A: a chain of its own, no loop.
+        assert_eq!(c.observe(ip(2), &b, Some(&a)), None);
+        assert_eq!(c.tracked_clients(), 2);
+    }
+
+    #[test]
+    fn unrelated_requests_do_not_break_a_chain() {
+        let c = chains();
+        let (a, b, css) = (url("https://a.test/"), url("https://b.test/"), url("https://a.test/x.css"));
+        c.observe(ip(1), &a, Some(&b));
+        assert_eq!(c.observe(ip(1), &css, None), None);
+        assert!(c.observe(ip(1), &b, Some(&a)).is_some());
+    }
+
+    #[test]
+    fn a_page_ends_the_chain() {
+        let c = chains();
+        let (a, b) = (url("https://a.test/"), url("https://b.test/"));
+        c.observe(ip(1), &a, Some(&b));
+        assert_eq!(c.observe(ip(1), &b, None), None);
+        assert_eq!(c.observe(ip(1), &b, Some(&a)), None, "new chain starting at B");
+    }
+
+    #[test]
+    fn fragment_of_the_target_is_ignored() {
+        let c = chains();
+        let (a, b) = (url("https://a.test/"), url("https://b.test/#top"));
+        c.observe(ip(1), &a, Some(&b));
+        assert!(c.observe(ip(1), &url("https://b.test/"), Some(&a)).is_some());
+    }
+
+    #[test]
+    fn idle_chains_expire() {
+        let c = RedirectChains::new(MAX_REDIRECTS, 1000, Duration::from_secs(5));
+        let (a, b) = (url("https://a.test/"), url("https://b.test/"));
+        let t0 = Instant::now();
+        c.observe_at(ip(1), &a, Some(&b), t0);
+        let late = t0 + Duration::from_secs(6);
+        assert_eq!(c.observe_at(ip(1), &b, Some(&a), late), None);
+    }
+
+    #[test]
+    fn client_count_is_bounded() {
+        let c = RedirectChains::new(MAX_REDIRECTS, 2, Duration::from_secs(30));
+        let (a, b) = (url("https://a.test/"), url("https://b.test/"));
+        let t0 = Instant::now();
+        for i in 1..=3u8 {
+            c.observe_at(ip(i), &a, Some(&b), t0 + Duration::from_millis(i.into()));
+        }
+        assert_eq!(c.tracked_clients(), 2);
+        assert!(c.clients.get(&ip(1)).is_none(), "the least recently active client went first");
+        let mut chains_of_one = RedirectChains::new(MAX_REDIRECTS, 10, Duration::from_secs(30));
+        chains_of_one.max_chain = MAX_REDIRECTS;
+        for i in 0..40 {
+            let from = url(&format!("https://a.test/{i}"));
+            chains_of_one.observe(ip(9), &from, Some(&b));
+        }
+        assert_eq!(
+            chains_of_one.clients.get(&ip(9)).unwrap().chains.len(),
+            MAX_CHAINS_PER_CLIENT
+        );
+    }
+}

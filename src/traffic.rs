@@ -1,1 +1,728 @@
-//! placeholder, being written
+//! The JSON-lines traffic log (`--traffic-log FILE`): one JSON object a line for every exchange
+//! — plain, intercepted, tunnelled, or answered by the proxy itself — with its findings.
+//!
+//! Requests never wait for the disk: [`TrafficLog::record`] hands the record to a background
+//! tokio task, the only writer of the file, which serialises whole lines into a buffer and flushes
+//! it whenever its queue is momentarily empty (and at least every 200 ms under a steady stream), so
+//! a line reaches the file well within a second of the exchange's end. One writer means lines are
+//! never interleaved; the file is opened in append mode so that a rotation tool may truncate it.
+//! SIGHUP (wired by the binary) calls [`TrafficLog::reopen`] for log rotation. A write error is
+//! reported once and never stops the proxy.
+
+use crate::finding::Finding;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use time::OffsetDateTime;
+use tokio::fs::File;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::sync::{mpsc, oneshot};
+
+/// How many records may wait for the writer before new ones are dropped (and counted): a stalled
+/// disk must not grow the proxy's memory without bound. At a few hundred bytes a record this is
+/// some tens of MiB at worst.
+pub const DEFAULT_MAX_QUEUED: usize = 65_536;
+
+/// Under a steady stream the queue may never be empty; flush at least this often anyway.
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
+/// After a write error the file is reopened at most this often (and on every SIGHUP).
+const RETRY_EVERY: Duration = Duration::from_secs(5);
+
+/// Dropped-record warnings are at most this frequent, so an overload is not also a log flood.
+const WARN_DROPPED_EVERY: Duration = Duration::from_secs(10);
+
+const BUFFER_BYTES: usize = 64 * 1024;
+
+/// Errors of the traffic log. Only opening it can fail visibly; everything after that is
+/// reported through `tracing` by the writer and never reaches a request.
+#[derive(Debug, Error)]
+pub enum TrafficError {
+    /// The file could not be opened for appending (missing directory, permissions): a
+    /// configuration problem of the proxy's operator.
+    #[error("cannot open the traffic log {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// [`TrafficLog::open`] was called outside a tokio runtime (a bug in the caller).
+    #[error("the traffic log writer needs a tokio runtime: {0}")]
+    NoRuntime(#[from] tokio::runtime::TryCurrentError),
+}
+
+/// What the proxy did with an exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Relayed to the upstream and back (plain or intercepted).
+    Forwarded,
+    /// Answered by the proxy with a `307 Internal Redirect` to https (RFC 6797 §8.3, as Chromium).
+    HstsInternalRedirect,
+    /// A CONNECT relayed blindly (passthrough): only the bytes are known.
+    Tunnel,
+    /// Failed: the proxy answered with an error of its own (400, 502, 504, …).
+    Error,
+    /// A page the proxy served itself (the CA download page, the admin API).
+    Local,
+}
+
+impl Action {
+    /// Every action, in declaration order (for reports).
+    pub const ALL: [Action; 5] = [
+        Action::Forwarded,
+        Action::HstsInternalRedirect,
+        Action::Tunnel,
+        Action::Error,
+        Action::Local,
+    ];
+
+    /// The contract name, as written in the traffic log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Forwarded => "forwarded",
+            Action::HstsInternalRedirect => "hsts_internal_redirect",
+            Action::Tunnel => "tunnel",
+            Action::Error => "error",
+            Action::Local => "local",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One line of the traffic log. Field names and order are the contract of design.md.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrafficRecord {
+    /// When the request arrived, written as RFC 3339 in UTC with milliseconds.
+    #[serde(with = "rfc3339_millis")]
+    pub ts: OffsetDateTime,
+    /// The client's address, `ip:port`.
+    pub client: String,
+    /// The request method (`CONNECT` for a tunnel).
+    pub method: String,
+    /// The absolute request URL (for a tunnel, what the CONNECT named).
+    pub url: String,
+    /// The status sent to the client (after any rewrite); 0 when no response was sent.
+    pub status: u16,
+    /// From the request's arrival to the response's end, in milliseconds (3 decimals).
+    #[serde(serialize_with = "millis3")]
+    pub duration_ms: f64,
+    /// Body bytes received from the client (for a tunnel: bytes client → upstream).
+    pub request_bytes: u64,
+    /// Body bytes sent to the client (for a tunnel: bytes upstream → client).
+    pub response_bytes: u64,
+    pub action: Action,
+    /// What the proxy noticed, as `{"kind", "detail"}` objects (always present, maybe empty).
+    #[serde(default)]
+    pub findings: Vec<Finding>,
+    /// The upstream's original status when the proxy rewrote it; omitted otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewritten_from: Option<u16>,
+    /// The raw `Strict-Transport-Security` field of the response, when it had one; omitted
+    /// otherwise. The report reads it to tell which hosts are ready for the preload list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sts: Option<String>,
+}
+
+impl TrafficRecord {
+    /// A duration as the log writes it: milliseconds, rounded to 3 decimals (microseconds).
+    pub fn duration_ms_of(d: Duration) -> f64 {
+        round3(d.as_secs_f64() * 1000.0)
+    }
+}
+
+fn round3(ms: f64) -> f64 {
+    if ms.is_finite() && ms >= 0.0 {
+        (ms * 1000.0).round() / 1000.0
+    } else {
+        // NaN would be written as `null` and break every reader of the line.
+        0.0
+    }
+}
+
+fn millis3<S: serde::Serializer>(ms: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(round3(*ms))
+}
+
+/// `ts` as RFC 3339, UTC, millisecond precision ("2024-05-01T10:00:00.123Z"): sortable as text,
+/// and what HAR's `startedDateTime` and most log tools expect.
+mod rfc3339_millis {
+    use serde::{de::Error as _, ser::Error as _, Deserialize, Deserializer, Serializer};
+    use time::format_description::well_known::Rfc3339;
+    use time::macros::format_description;
+    use time::{OffsetDateTime, UtcOffset};
+
+    pub fn serialize<S: Serializer>(ts: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+        let format = format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        );
+        let text = ts
+            .to_offset(UtcOffset::UTC)
+            .format(&format)
+            .map_err(S::Error::custom)?;
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        OffsetDateTime::parse(&text, &Rfc3339).map_err(D::Error::custom)
+    }
+}
+
+enum Command {
+    Record(Box<TrafficRecord>),
+    Reopen,
+    Flush(oneshot::Sender<()>),
+}
+
+/// Counters shared by the handles and the writer (the writer must not hold a sender, or the
+/// channel would never close).
+struct Shared {
+    queued: AtomicUsize,
+    max_queued: usize,
+    dropped: AtomicU64,
+}
+
+/// A handle on the traffic log. Cheap to clone; the writer task ends (after a last flush) when
+/// every handle is dropped.
+#[derive(Clone)]
+pub struct TrafficLog {
+    tx: mpsc::UnboundedSender<Command>,
+    shared: Arc<Shared>,
+}
+
+impl TrafficLog {
+    /// Opens (append, create) the log and spawns its writer task on the current tokio runtime.
+    pub fn open(path: &Path) -> Result<TrafficLog, TrafficError> {
+        Self::open_with_queue(path, DEFAULT_MAX_QUEUED)
+    }
+
+    /// Like [`TrafficLog::open`], with at most `max_queued` records waiting for the writer.
+    pub fn open_with_queue(path: &Path, max_queued: usize) -> Result<TrafficLog, TrafficError> {
+        let runtime = tokio::runtime::Handle::try_current()?;
+        let file = open_append_std(path).map_err(|source| TrafficError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            queued: AtomicUsize::new(0),
+            max_queued: max_queued.max(1),
+            dropped: AtomicU64::new(0),
+        });
+        let writer = Writer::new(path.to_owned(), File::from_std(file), shared.clone());
+        runtime.spawn(writer.run(rx));
+        Ok(TrafficLog { tx, shared })
+    }
+
+    /// Queues one record. Never blocks and never fails visibly: when the writer is too far
+    /// behind the record is dropped and counted (and the count reported by the writer).
+    pub fn record(&self, rec: TrafficRecord) {
+        let shared = &self.shared;
+        if shared.queued.fetch_add(1, Ordering::AcqRel) >= shared.max_queued {
+            shared.queued.fetch_sub(1, Ordering::AcqRel);
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self.tx.send(Command::Record(Box::new(rec))).is_err() {
+            // The writer is gone (runtime shutting down): nothing left to do.
+            shared.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Asks the writer to close and reopen the file (SIGHUP, after a rotation tool renamed it).
+    /// Records given before this call go to the old file, records after it to the new one.
+    pub fn reopen(&self) {
+        let _ = self.tx.send(Command::Reopen);
+    }
+
+    /// Resolves when every record given before the call is written and flushed to the OS (or,
+    /// if the file cannot be written, has been given up on).
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Command::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Records dropped so far because the writer was too far behind.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+}
+
+fn open_append_std(path: &Path) -> io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+}
+
+/// The background writer: owns the file, and the state of its failures.
+struct Writer {
+    path: PathBuf,
+    out: Option<BufWriter<File>>,
+    shared: Arc<Shared>,
+    /// Lines given to `out` since its last successful flush (lost if that flush fails).
+    unflushed: u64,
+    /// Lines lost since the last failure was reported.
+    lost: u64,
+    /// A failure was reported and the file has not been written successfully since.
+    failing: bool,
+    /// A write may have stopped mid-line: start the next one on a fresh line.
+    torn: bool,
+    last_flush: Instant,
+    last_attempt: Instant,
+    last_dropped_warning: Option<Instant>,
+    /// The shared dropped counter as last read, and what of it was not reported yet.
+    dropped_seen: u64,
+    dropped_unreported: u64,
+}
+
+impl Writer {
+    fn new(path: PathBuf, file: File, shared: Arc<Shared>) -> Self {
+        let now = Instant::now();
+        Writer {
+            path,
+            out: Some(BufWriter::with_capacity(BUFFER_BYTES, file)),
+            shared,
+            unflushed: 0,
+            lost: 0,
+            failing: false,
+            torn: false,
+            last_flush: now,
+            last_attempt: now,
+            last_dropped_warning: None,
+            dropped_seen: 0,
+            dropped_unreported: 0,
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        while let Some(command) = rx.recv().await {
+            self.handle(command).await;
+            // Take what is already queued, then flush: the queue being momentarily empty is the
+            // moment to hand the lines to the OS.
+            while let Ok(command) = rx.try_recv() {
+                self.handle(command).await;
+                if self.last_flush.elapsed() >= FLUSH_EVERY {
+                    self.flush().await;
+                }
+            }
+            self.flush().await;
+        }
+        self.flush().await;
+    }
+
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Record(rec) => {
+                self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+                self.write_record(&rec).await;
+            }
+            Command::Reopen => self.reopen().await,
+            Command::Flush(done) => {
+                self.flush().await;
+                let _ = done.send(());
+            }
+        }
+    }
+
+    async fn write_record(&mut self, rec: &TrafficRecord) {
+        let mut line = match serde_json::to_vec(rec) {
+            Ok(line) => line,
+            Err(e) => {
+                // Only a timestamp out of RFC 3339's range can do this: skip the record.
+                tracing::error!(error = %e, url = %rec.url, "traffic log: record not serialisable, skipped");
+                return;
+            }
+        };
+        line.push(b'\n');
+        if self.out.is_none() && self.last_attempt.elapsed() >= RETRY_EVERY {
+            self.open_again().await;
+        }
+        let Some(out) = self.out.as_mut() else {
+            self.lost += 1;
+            return;
+        };
+        let mut result = Ok(());
+        if self.torn {
+            result = out.write_all(b"\n").await;
+        }
+        if result.is_ok() {
+            result = out.write_all(&line).await;
+        }
+        match result {
+            Ok(()) => {
+                self.torn = false;
+                self.unflushed += 1;
+            }
+            Err(e) => {
+                self.unflushed += 1;
+                self.fail("write", e);
+            }
+        }
+    }
+
+    async fn flush(&mut self) {
+        self.last_flush = Instant::now();
+        self.warn_dropped();
+        let Some(out) = self.out.as_mut() else {
+            return;
+        };
+        if self.unflushed == 0 && out.buffer().is_empty() {
+            return;
+        }
+        match out.flush().await {
+            Ok(()) => {
+                self.unflushed = 0;
+                if self.failing {
+                    self.failing = false;
+                    tracing::warn!(
+                        path = %self.path.display(),
+                        lost = self.lost,
+                        "traffic log: writing again; {} records were lost meanwhile",
+                        self.lost
+                    );
+                    self.lost = 0;
+                }
+            }
+            Err(e) => self.fail("write", e),
+        }
+    }
+
+    /// Reports a failure once, drops the file and what was buffered for it, and keeps going.
+    fn fail(&mut self, what: &str, e: io::Error) {
+        self.lost += self.unflushed;
+        self.unflushed = 0;
+        self.out = None;
+        self.torn = true;
+        self.last_attempt = Instant::now();
+        if !self.failing {
+            self.failing = true;
+            tracing::error!(
+                path = %self.path.display(),
+                error = %e,
+                "traffic log: {what} failed; records are dropped until the file can be written \
+                 again (retried every {}s and on SIGHUP)",
+                RETRY_EVERY.as_secs()
+            );
+        }
+    }
+
+    /// SIGHUP: flush what the old file is owed, then open the path anew.
+    async fn reopen(&mut self) {
+        self.flush().await;
+        self.out = None;
+        match self.open_path().await {
+            Ok(file) => {
+                // A fresh file (after a rotation) has no torn line to step over.
+                if file.metadata().await.is_ok_and(|m| m.len() == 0) {
+                    self.torn = false;
+                }
+                self.out = Some(BufWriter::with_capacity(BUFFER_BYTES, file));
+                tracing::info!(path = %self.path.display(), "traffic log reopened");
+            }
+            Err(e) => {
+                // An operator asked for this: always say why it did not work.
+                self.failing = false;
+                self.torn = false;
+                self.fail("reopen", e);
+            }
+        }
+    }
+
+    /// The periodic retry after a failure: silent, the failure was already reported.
+    async fn open_again(&mut self) {
+        self.last_attempt = Instant::now();
+        if let Ok(file) = self.open_path().await {
+            self.out = Some(BufWriter::with_capacity(BUFFER_BYTES, file));
+        }
+    }
+
+    async fn open_path(&self) -> io::Result<File> {
+        tokio::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.path)
+            .await
+    }
+
+    fn warn_dropped(&mut self) {
+        let total = self.shared.dropped.load(Ordering::Relaxed);
+        self.dropped_unreported += total.saturating_sub(self.dropped_seen);
+        self.dropped_seen = total;
+        if self.dropped_unreported == 0 {
+            return;
+        }
+        if self
+            .last_dropped_warning
+            .is_some_and(|t| t.elapsed() < WARN_DROPPED_EVERY)
+        {
+            return;
+        }
+        tracing::warn!(
+            path = %self.path.display(),
+            dropped = self.dropped_unreported,
+            "traffic log: {} records dropped because the writer fell behind",
+            self.dropped_unreported
+        );
+        self.dropped_unreported = 0;
+        self.last_dropped_warning = Some(Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finding::FindingKind;
+    use std::collections::HashSet;
+    use time::macros::datetime;
+
+    fn rec(url: &str) -> TrafficRecord {
+        TrafficRecord {
+            ts: OffsetDateTime::now_utc(),
+            client: "127.0.0.1:50000".into(),
+            method: "GET".into(),
+            url: url.into(),
+            status: 200,
+            duration_ms: 1.5,
+            request_bytes: 0,
+            response_bytes: 10,
+            action: Action::Forwarded,
+            findings: vec![],
+            rewritten_from: None,
+            sts: None,
+        }
+    }
+
+    fn lines(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn line_format_matches_the_contract() {
+        let mut r = rec("https://shop.test/login");
+        r.ts = datetime!(2024-05-01 12:00:00.123456789 +02:00);
+        r.method = "POST".into();
+        r.status = 307;
+        r.duration_ms = 12.345_678;
+        r.request_bytes = 42;
+        r.findings = vec![Finding::new(FindingKind::MethodChangeRisk, "use 303")];
+        r.rewritten_from = Some(302);
+        let line = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            line,
+            r#"{"ts":"2024-05-01T10:00:00.123Z","client":"127.0.0.1:50000","method":"POST","url":"https://shop.test/login","status":307,"duration_ms":12.346,"request_bytes":42,"response_bytes":10,"action":"forwarded","findings":[{"kind":"method_change_risk","detail":"use 303"}],"rewritten_from":302}"#
+        );
+        let back: TrafficRecord = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.ts, datetime!(2024-05-01 10:00:00.123 UTC));
+        assert_eq!(back.rewritten_from, Some(302));
+
+        // Optional fields are omitted when absent, present when set.
+        let mut plain = rec("http://a.test/");
+        plain.sts = Some("max-age=60".into());
+        plain.action = Action::HstsInternalRedirect;
+        let v: serde_json::Value = serde_json::to_value(&plain).unwrap();
+        assert!(v.get("rewritten_from").is_none());
+        assert_eq!(v["sts"], "max-age=60");
+        assert_eq!(v["findings"], serde_json::json!([]));
+        assert_eq!(v["action"], "hsts_internal_redirect");
+    }
+
+    #[test]
+    fn durations_are_rounded_to_microseconds() {
+        assert_eq!(TrafficRecord::duration_ms_of(Duration::from_micros(1_234_567)), 1234.567);
+        assert_eq!(TrafficRecord::duration_ms_of(Duration::from_nanos(1_500)), 0.002);
+        let mut r = rec("x");
+        r.duration_ms = f64::NAN;
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["duration_ms"], 0.0, "never null");
+    }
+
+    #[test]
+    fn actions_use_contract_names() {
+        for action in Action::ALL {
+            let json = serde_json::to_string(&action).unwrap();
+            assert_eq!(json, format!("\"{}\"", action.as_str()));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_give_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("traffic.jsonl");
+        let log = TrafficLog::open(&path).unwrap();
+        let tasks: Vec<_> = (0..50)
+            .map(|t| {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    for i in 0..100 {
+                        let mut r = rec(&format!("https://t{t}.test/{i}"));
+                        // Long, varied lines make a torn or interleaved write visible.
+                        r.findings = vec![Finding::new(FindingKind::RedirectLoop, "x".repeat(i * 7))];
+                        log.record(r);
+                        if i % 10 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        log.flush().await;
+        let lines = lines(&path);
+        assert_eq!(lines.len(), 5000);
+        let urls: HashSet<String> = lines
+            .iter()
+            .map(|l| serde_json::from_str::<TrafficRecord>(l).unwrap().url)
+            .collect();
+        assert_eq!(urls.len(), 5000, "every record is there once");
+        assert_eq!(log.dropped(), 0);
+    }
+
+    #[tokio::test]
+    async fn flush_waits_for_every_earlier_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        let log = TrafficLog::open(&path).unwrap();
+        log.flush().await; // nothing queued: resolves at once
+        assert_eq!(lines(&path).len(), 0);
+        for i in 0..1000 {
+            log.record(rec(&format!("https://a.test/{i}")));
+        }
+        log.flush().await;
+        let got = lines(&path);
+        assert_eq!(got.len(), 1000);
+        let last: TrafficRecord = serde_json::from_str(&got[999]).unwrap();
+        assert_eq!(last.url, "https://a.test/999", "in the order given");
+    }
+
+    #[tokio::test]
+    async fn lines_reach_the_file_within_a_second_without_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        let log = TrafficLog::open(&path).unwrap();
+        log.record(rec("https://a.test/"));
+        let deadline = Instant::now() + Duration::from_secs(1);
+        // Polling against the contract's deadline; the writer is expected to be far quicker.
+        while lines(&path).is_empty() {
+            assert!(Instant::now() < deadline, "line not in the file after 1 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn reopen_after_rename_writes_to_the_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        let rotated = dir.path().join("t.jsonl.1");
+        let log = TrafficLog::open(&path).unwrap();
+        log.record(rec("https://a.test/before"));
+        log.flush().await;
+        std::fs::rename(&path, &rotated).unwrap();
+        // Until the reopen, the writer still appends to the renamed file (as any logger would).
+        log.record(rec("https://a.test/still-old"));
+        log.reopen();
+        log.record(rec("https://a.test/after"));
+        log.flush().await;
+        let old = lines(&rotated);
+        let new = lines(&path);
+        assert_eq!(old.len(), 2);
+        assert!(old[1].contains("still-old"));
+        assert_eq!(new.len(), 1);
+        assert!(new[0].contains("/after"));
+    }
+
+    #[test]
+    fn a_full_queue_drops_instead_of_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let log = TrafficLog::open_with_queue(&path, 4).unwrap();
+            // A current-thread runtime: the writer cannot run before we yield.
+            for i in 0..10 {
+                log.record(rec(&format!("https://a.test/{i}")));
+            }
+            assert_eq!(log.dropped(), 6);
+            log.flush().await;
+            assert_eq!(lines(&path).len(), 4);
+            // Room again once the writer caught up.
+            log.record(rec("https://a.test/late"));
+            log.flush().await;
+            assert_eq!(lines(&path).len(), 5);
+        });
+    }
+
+    #[test]
+    fn open_errors_are_clear() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let _enter = rt.enter();
+        let err = TrafficLog::open(Path::new("/nonexistent-dir/t.jsonl"))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("/nonexistent-dir/t.jsonl"), "{err}");
+        drop(_enter);
+        let err = TrafficLog::open(Path::new("/tmp/x.jsonl")).err().unwrap();
+        assert!(matches!(err, TrafficError::NoRuntime(_)));
+    }
+
+    /// Counts ERROR events, to check that a write error is reported once.
+    struct CountErrors(Arc<AtomicUsize>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountErrors {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if *event.metadata().level() == tracing::Level::ERROR {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    #[test]
+    fn write_errors_are_reported_once_and_do_not_stop_the_log() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let errors = Arc::new(AtomicUsize::new(0));
+        let subscriber = tracing_subscriber::registry().with(CountErrors(errors.clone()));
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // Every write to /dev/full fails with ENOSPC.
+            let log = TrafficLog::open(Path::new("/dev/full")).unwrap();
+            for round in 0..3 {
+                log.record(rec(&format!("https://a.test/{round}")));
+                log.flush().await;
+            }
+            log.reopen();
+            log.record(rec("https://a.test/after-reopen"));
+            log.flush().await;
+        });
+        assert_eq!(errors.load(Ordering::SeqCst), 1);
+    }
+}

@@ -1,1 +1,349 @@
-//! placeholder, being written
+//! Import of Chromium's HSTS preload list (`--preload FILE`, repeatable).
+//!
+//! The format is Chromium's `net/http/transport_security_state_static.json`: a JSON object
+//! whose `entries` array holds objects with `name`, `policy`, `mode` and
+//! `include_subdomains` (plus pinning and Expect-CT fields this proxy ignores), with
+//! whole-line `//` comments that plain JSON does not allow. Only `"mode": "force-https"`
+//! entries mean HSTS; the rest (pins-only, Expect-CT-only) never upgrade a request, which is
+//! how Chromium's own generator reads the file.
+//!
+//! Comment lines are blanked rather than removed, so a JSON error still points at the right
+//! line and column of the user's file.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use std::fmt::Write as _;
+
+use serde::Deserialize;
+
+use super::store::{is_ip_literal, normalize_host};
+
+/// One HSTS preload entry, with its name normalized (lowercase, A-labels, no trailing dot).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreloadEntry {
+    pub name: String,
+    pub include_subdomains: bool,
+}
+
+/// Why a preload list could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PreloadError {
+    /// The file could not be read.
+    #[error("cannot read preload list {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not a Chromium preload list. `path` is absent for [`parse_preload`].
+    #[error("{}line {line}, column {column}: {message} (expected Chromium's transport_security_state_static.json format)",
+            path.as_ref().map(|p| format!("preload list {}: ", p.display())).unwrap_or_default())]
+    Format {
+        path: Option<PathBuf>,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct List<'a> {
+    #[serde(borrow)]
+    entries: Vec<RawEntry<'a>>,
+}
+
+/// The fields this import reads; serde skips the others (pins, expect_ct, …).
+#[derive(Deserialize)]
+struct RawEntry<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(default)]
+    include_subdomains: bool,
+    #[serde(default, borrow)]
+    mode: Option<Cow<'a, str>>,
+}
+
+/// Parses the text of a preload list. Entries whose name is not a valid domain name (or is
+/// an IP literal) are skipped with a warning, so one bad line does not lose the list.
+pub fn parse_preload(text: &str) -> Result<Vec<PreloadEntry>, PreloadError> {
+    parse(text).map_err(|e| PreloadError::Format {
+        path: None,
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })
+}
+
+/// Reads and parses a preload list file; errors name the file and the line and column.
+pub fn load_preload_file(path: &Path) -> Result<Vec<PreloadEntry>, PreloadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PreloadError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text).map_err(|e| PreloadError::Format {
+        path: Some(path.to_owned()),
+        line: e.line(),
+        column: e.column(),
+        message: strip_position(&e),
+    })
+}
+
+fn parse(text: &str) -> Result<Vec<PreloadEntry>, serde_json::Error> {
+    // A UTF-8 byte order mark, as editors on Windows add, is not JSON.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let json = blank_comment_lines(text);
+    let list: List<'_> = serde_json::from_str(&json)?;
+
+    let mut entries = Vec::with_capacity(list.entries.len());
+    let mut skipped = 0usize;
+    for raw in list.entries {
+        if raw.mode.as_deref() != Some("force-https") {
+            continue;
+        }
+        match normalize_host(&raw.name) {
+            Some(name) if !is_ip_literal(&name) => entries.push(PreloadEntry {
+                name: name.into_owned(),
+                include_subdomains: raw.include_subdomains,
+            }),
+            _ => {
+                skipped += 1;
+                tracing::warn!(name = %raw.name, "preload entry skipped: not a valid domain name");
+            }
+        }
+    }
+    if skipped > 0 {
+        tracing::warn!(skipped, "preload list had entries with invalid names");
+    }
+    Ok(entries)
+}
+
+/// Blanks every line whose first non-blank characters are `//`, keeping the newline so that
+/// line numbers stay right. A JSON string cannot span lines, so such a line is never inside
+/// one. Borrows when there is nothing to blank.
+fn blank_comment_lines(text: &str) -> Cow<'_, str> {
+    let is_comment = |line: &str| line.trim_start().starts_with("//");
+    if !text.lines().any(is_comment) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        if is_comment(line) {
+            // Keep "\r\n" or "\n" so the next line's number is unchanged.
+            let ending = if line.ends_with("\r\n") {
+                "\r\n"
+            } else if line.ends_with('\n') {
+                "\n"
+            } else {
+                ""
+            };
+            out.push_str(ending);
+        } else {
+            out.push_str(line);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// serde_json's message ends with " at line L column C"; the error reports those itself.
+fn strip_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
+/// A synthetic list of `n` entries in the same format as Chromium's (comment lines, pinsets,
+/// `policy` fields, one pins-only entry in ten), for scale tests and `benches/hsts.rs`:
+/// today's real list holds about 150,000 entries. Entry `i` is `site{i}.example`, with
+/// include_subdomains when `i` is even; every tenth (`i % 10 == 9`) is `pins{i}.example`.
+pub fn synthetic_list(n: usize) -> String {
+    let mut text = String::with_capacity(n * 100);
+    text.push_str("// Synthetic HSTS preload list.\n{\n  \"pinsets\": [],\n  \"entries\": [\n");
+    for i in 0..n {
+        if i % 1000 == 0 {
+            let _ = writeln!(text, "    // Block {}.", i / 1000);
+        }
+        let sep = if i + 1 == n { "" } else { "," };
+        let _ = match i % 10 {
+            // Some pins-only entries, which never apply.
+            9 => writeln!(
+                text,
+                "    {{ \"name\": \"pins{i}.example\", \"include_subdomains\": true, \"pins\": \"test\" }}{sep}"
+            ),
+            _ => writeln!(
+                text,
+                "    {{ \"name\": \"site{i}.example\", \"policy\": \"bulk-1-year\", \"mode\": \"force-https\", \"include_subdomains\": {} }}{sep}",
+                i % 2 == 0
+            ),
+        };
+    }
+    text.push_str("  ]\n}\n");
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hsts::store::{HstsStore, MemoryStore, Source};
+
+    fn names(entries: &[PreloadEntry]) -> Vec<(&str, bool)> {
+        entries
+            .iter()
+            .map(|e| (e.name.as_str(), e.include_subdomains))
+            .collect()
+    }
+
+    #[test]
+    fn parses_the_chromium_format_with_comments() {
+        let text = r#"// Copyright (c) 2012 The Chromium Authors.
+// "entries" is a list of objects.
+{
+  "pinsets": [
+    { "name": "test", "static_spki_hashes": [ "TestSPKI" ] }
+  ],
+
+  "entries": [
+    // Pins-only: never upgrades (Chromium's generator needs mode force-https for HSTS).
+    { "name": "pinningtest.appspot.com", "include_subdomains": true, "pins": "test" },
+    { "name": "preloaded-expect-ct.badssl.com", "expect_ct": true },
+      // An indented comment.
+    { "name": "google", "include_subdomains": true, "mode": "force-https", "pins": "google" },
+    { "name": "gmail.com", "mode": "force-https", "pins": "google" },
+    {
+      "name": "0xAA55.me",
+      "policy": "bulk-18-weeks",
+      "mode": "force-https",
+      "include_subdomains": true
+    },
+    { "name": "bücher.example", "policy": "custom", "mode": "force-https" },
+    { "name": "url//in.name.example", "mode": "force-https" },
+    { "name": "10.0.0.1", "mode": "force-https" },
+    { "name": "other-mode.example", "mode": "something-else" }
+  ],
+  "domain_ids": [ "NOT_PINNED" ]
+}
+"#;
+        let entries = parse_preload(text).unwrap();
+        assert_eq!(
+            names(&entries),
+            [
+                ("google", true),
+                ("gmail.com", false),
+                // Upper case normalized; policy is accepted and ignored.
+                ("0xaa55.me", true),
+                ("xn--bcher-kva.example", false),
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        // Line numbers survive comment blanking.
+        let text = "// c1\n// c2\n{\n  \"entries\": [\n    { \"name\": 5 }\n  ]\n}\n";
+        match parse_preload(text) {
+            Err(PreloadError::Format { line, path, .. }) => {
+                assert_eq!(line, 5);
+                assert!(path.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        // Not an object with entries.
+        assert!(matches!(
+            parse_preload("[]"),
+            Err(PreloadError::Format { .. })
+        ));
+        assert!(matches!(
+            parse_preload("{\"pinsets\": []}"),
+            Err(PreloadError::Format { .. })
+        ));
+        // A trailing-comment style the real list never uses is not accepted either.
+        assert!(parse_preload("{\"entries\": []} // trailing").is_err());
+        // CRLF files and a byte order mark are fine.
+        let crlf = "\u{feff}// c\r\n{\"entries\": [\r\n// c\r\n{\"name\": \"a.test\", \"mode\": \"force-https\"}]}\r\n";
+        assert_eq!(names(&parse_preload(crlf).unwrap()), [("a.test", false)]);
+    }
+
+    #[test]
+    fn file_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.json");
+        let err = load_preload_file(&missing).unwrap_err();
+        assert!(matches!(err, PreloadError::Io { .. }));
+        assert!(err.to_string().contains("missing.json"), "{err}");
+
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, "// header\n{\n  \"entries\": [ { \"name\": \"a\", } ]\n}\n").unwrap();
+        let err = load_preload_file(&bad).unwrap_err().to_string();
+        assert!(err.starts_with("preload list "), "{err}");
+        assert!(err.contains("bad.json: line 3, column"), "{err}");
+        assert!(!err.contains(" at line "), "position said once: {err}");
+    }
+
+    /// The real August 2016 list: 13,399 entries with comments, pins-only entries and one
+    /// upper-case name. Skipped when shared/ is not beside the crate.
+    #[test]
+    fn real_2016_list() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/hsts/transport_security_state_static.2016-08.json");
+        if !path.exists() {
+            eprintln!("skipped: {} not present", path.display());
+            return;
+        }
+        let entries = load_preload_file(&path).unwrap();
+        // 13,139 lines carry "mode": "force-https"; the pins-only and expect-* ones do not apply.
+        assert_eq!(entries.len(), 13_139);
+        let store = MemoryStore::with_preload(entries);
+        assert_eq!(store.counts(), (0, 0, 13_139));
+        let rows: &[(&str, Option<(&str, bool)>)] = &[
+            // The gTLD entry covers every name under it.
+            ("google", Some(("google", true))),
+            ("anything.google", Some(("google", true))),
+            ("mail.google.com", Some(("mail.google.com", true))),
+            ("x.mail.google.com", Some(("mail.google.com", true))),
+            // gmail.com has no include_subdomains.
+            ("gmail.com", Some(("gmail.com", false))),
+            ("x.gmail.com", None),
+            // Pins-only entries never upgrade.
+            ("pinningtest.appspot.com", None),
+            ("android.com", None),
+            ("chart.apis.google.com", None),
+            // The one upper-case name, normalized.
+            ("0xaa55.me", Some(("0xaa55.me", true))),
+            ("www.0xAA55.me", Some(("0xaa55.me", true))),
+            // The last entry of the file.
+            ("hstspreload.appspot.com", Some(("hstspreload.appspot.com", true))),
+            ("example.com", None),
+        ];
+        for &(host, expected) in rows {
+            let got = store.lookup(host);
+            if let Some(e) = &got {
+                assert_eq!((e.source, e.expires_at), (Source::Preload, None));
+            }
+            let got = got.as_ref().map(|e| (e.domain.as_str(), e.include_subdomains));
+            assert_eq!(got, expected, "{host}");
+        }
+    }
+
+    #[test]
+    fn synthetic_150k_list_loads_fast_and_matches() {
+        let text = synthetic_list(150_000);
+        let start = std::time::Instant::now();
+        let entries = parse_preload(&text).unwrap();
+        let store = MemoryStore::with_preload(entries);
+        let elapsed = start.elapsed();
+        assert_eq!(store.preload_len(), 135_000);
+        assert!(store.is_enforced("site0.example"));
+        assert!(store.is_enforced("a.b.site149998.example"));
+        assert!(!store.is_enforced("a.site1.example")); // odd: no include_subdomains
+        assert!(!store.is_enforced("pins9.example"));
+        // The requirement is "well under a second" for an optimized build (see benches/hsts.rs
+        // for the figure); an unoptimized test build only gets a loose bound.
+        let limit = if cfg!(debug_assertions) { 10.0 } else { 0.5 };
+        assert!(
+            elapsed.as_secs_f64() < limit,
+            "loading 150k entries took {elapsed:?}"
+        );
+    }
+}

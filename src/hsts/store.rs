@@ -1,1 +1,1024 @@
-//! placeholder, being written
+//! The HSTS store: which hosts are Known HSTS Hosts, and whether a request must be upgraded.
+//!
+//! Matching follows RFC 6797 §8.2 and Chromium's `TransportSecurityState`: the host itself,
+//! then each superdomain nearest first, where a superdomain counts only if its entry has
+//! `includeSubDomains`. Entries come from three sources:
+//!
+//! - `learned`: from a `Strict-Transport-Security` header on a verified TLS response;
+//! - `manual`: added by the operator (`strictproxy hsts add`, the admin API);
+//! - `preload`: imported once at start from Chromium-format lists (`--preload`).
+//!
+//! Learned and manual entries ("dynamic", in Chromium's words) live in a [`DashMap`], so
+//! lookups from many connections never contend on one lock. Preload entries live in an
+//! immutable `HashMap` built once, so 150,000 of them cost one hash probe per label.
+//!
+//! The store is behind the [`HstsStore`] trait so that a shared backend (for example Redis
+//! with pub/sub invalidation, for a fleet of proxies) can sit beside [`MemoryStore`].
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use super::learn::StsUpdate;
+use super::preload::PreloadEntry;
+
+/// Where an entry came from. Serialized in lowercase, as the admin API and the store file show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Noted from a `Strict-Transport-Security` header (RFC 6797 §8.1).
+    Learned,
+    /// From a preload list (`--preload`); never expires, never removed by a header.
+    Preload,
+    /// Added by the operator.
+    Manual,
+}
+
+/// One HSTS entry, as the admin API and the store file serialize it:
+/// `{"domain", "include_subdomains", "expires_at", "source"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The normalized domain name (lowercase, no trailing dot, A-labels).
+    pub domain: String,
+    /// Whether the entry also covers every subdomain (RFC 6797 §6.1.2).
+    pub include_subdomains: bool,
+    /// Unix seconds at which the entry expires; `None` for preload entries, which never do.
+    pub expires_at: Option<u64>,
+    /// Where the entry came from.
+    pub source: Source,
+}
+
+impl Entry {
+    /// An entry is expired once its expiry time is reached (RFC 6797 §8.1.1: the host stays
+    /// known for max-age seconds from when the header was received).
+    pub fn is_expired_at(&self, now: u64) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
+}
+
+/// Errors of the operator-facing store operations.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The name is not a domain name HSTS can apply to.
+    #[error("`{0}` is not a valid domain name")]
+    InvalidDomain(String),
+    /// HSTS never applies to IP addresses (RFC 6797 §8.1.1, §8.3).
+    #[error("`{0}` is an IP address; HSTS applies to domain names only (RFC 6797 §8.1.1)")]
+    IpLiteral(String),
+    /// A manual entry needs a lifetime; removing is a separate operation.
+    #[error("max-age must be greater than 0 for `{0}`; to remove an entry, delete it")]
+    ZeroMaxAge(String),
+}
+
+/// The store interface the proxy, the admin API and the persister use.
+///
+/// Hosts may be passed in any form a request carries (upper case, trailing dot, Unicode);
+/// they are normalized with [`normalize_host`].
+pub trait HstsStore: Send + Sync {
+    /// The entry that decides whether `host` is a Known HSTS Host: an unexpired entry for the
+    /// host itself, else the nearest superdomain entry with `includeSubDomains` (§8.2).
+    fn lookup(&self, host: &str) -> Option<Entry>;
+    /// Whether a plain-HTTP request to `host` must be upgraded. Never allocates for an
+    /// already-normalized host: this is on every request's path.
+    fn is_enforced(&self, host: &str) -> bool;
+    /// Applies what [`super::learn::observe`] decided. Returns whether the store changed.
+    fn apply(&self, update: &StsUpdate) -> bool;
+    /// Adds or replaces a manual entry that lasts `max_age` seconds.
+    fn add_manual(
+        &self,
+        domain: &str,
+        include_subdomains: bool,
+        max_age: u64,
+    ) -> Result<Entry, StoreError>;
+    /// Removes the learned or manual entry for exactly `domain`. Preload entries cannot be
+    /// removed. Returns false when there was no such (unexpired) entry.
+    fn remove(&self, domain: &str) -> bool;
+    /// The unexpired learned and manual entries, sorted by domain (what the store file holds).
+    fn dynamic_entries(&self) -> Vec<Entry>;
+    /// Unexpired `(learned, manual, preload)` entry counts, for metrics.
+    fn counts(&self) -> (usize, usize, usize);
+    /// Drops expired learned and manual entries; returns how many went.
+    fn prune_expired(&self) -> usize;
+    /// Signalled (`notify_one`) after every change to the dynamic entries. Meant for one
+    /// consumer, the persister; others should compare [`HstsStore::generation`].
+    fn changed(&self) -> &Notify;
+    /// A counter that increases with every change to the dynamic entries.
+    fn generation(&self) -> u64;
+}
+
+/// Normalizes a host name the way the store keys it: lowercase ASCII, no trailing dot,
+/// internationalized labels as punycode A-labels (UTS #46 via `idna`, as the WHATWG URL
+/// standard does). Returns `None` for names HSTS cannot apply to: empty, empty labels,
+/// characters forbidden in a host, IPv6 literals, or over the DNS limits (253 octets, 63 per
+/// label; Chromium's `DNSDomainFromDot` refuses those too).
+///
+/// Does not allocate when `host` is already normalized, which is what a well-behaved client
+/// sends; this keeps [`HstsStore::is_enforced`] allocation-free on the hot path.
+pub fn normalize_host(host: &str) -> Option<Cow<'_, str>> {
+    if is_plain_normalized(host) {
+        return Some(Cow::Borrowed(host));
+    }
+    // A fully qualified name ("example.com.") is the same host (RFC 6797 §8.3 compares
+    // names without the root label, as Chromium does).
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() {
+        return None;
+    }
+    let ascii = idna::domain_to_ascii_cow(host.as_bytes(), idna::AsciiDenyList::URL).ok()?;
+    if !within_dns_limits(&ascii) {
+        return None;
+    }
+    Some(ascii)
+}
+
+/// The fast path: only `[a-z0-9_-]` labels joined by single dots, within DNS limits.
+/// `idna` would return such a name unchanged; punycode labels are taken as sent, since a
+/// bogus A-label can only ever match an entry of its own.
+fn is_plain_normalized(host: &str) -> bool {
+    host.bytes()
+        .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.'))
+        && within_dns_limits(host)
+}
+
+fn within_dns_limits(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host
+            .split('.')
+            .all(|label| !label.is_empty() && label.len() <= 63)
+}
+
+/// Whether `host` is an IP address literal: IPv4, IPv6 with or without brackets, or a name
+/// whose last label is a number, which the WHATWG URL parser reads as IPv4 (`127.1`,
+/// `0x7f.1`, `2130706433`). RFC 6797 §8.1.1 and §8.3: HSTS never applies to IP literals.
+pub fn is_ip_literal(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.parse::<Ipv4Addr>().is_ok() {
+        return true;
+    }
+    let unbracketed = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    // Zone identifiers (`fe80::1%25eth0`) are IPv6 too.
+    let without_zone = unbracketed.split('%').next().unwrap_or(unbracketed);
+    if without_zone.parse::<Ipv6Addr>().is_ok() {
+        return true;
+    }
+    // WHATWG URL "ends in a number": such a host is parsed as IPv4 (and a TLD is never
+    // all-numeric), so treat it as an IP literal even when it is not dotted-quad.
+    let last = host.rsplit('.').next().unwrap_or(host);
+    !last.is_empty()
+        && (last.bytes().all(|b| b.is_ascii_digit())
+            || last
+                .strip_prefix("0x")
+                .or_else(|| last.strip_prefix("0X"))
+                .is_some_and(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit())))
+}
+
+/// Whether a host must never be noted as a Known HSTS Host: IP literals (RFC 6797 §8.1.1)
+/// and `localhost` with its subdomains (RFC 6761 §6.3: always loopback, so a header from a
+/// local dev server must not pin every other local project to HTTPS, the pain Chromium
+/// users know from `localhost` HSTS).
+pub fn is_never_noted(host: &str) -> bool {
+    if is_ip_literal(host) {
+        return true;
+    }
+    let host = host.strip_suffix('.').unwrap_or(host).as_bytes();
+    const SUFFIX: &[u8] = b".localhost";
+    host.eq_ignore_ascii_case(b"localhost")
+        || (host.len() > SUFFIX.len() && host[host.len() - SUFFIX.len()..].eq_ignore_ascii_case(SUFFIX))
+}
+
+/// Seconds since the Unix epoch, from the system clock (0 if the clock is before 1970).
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A learned or manual entry as the map holds it; the key is the domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Dynamic {
+    include_subdomains: bool,
+    expires_at: u64,
+    source: Source,
+}
+
+/// The entry that matched, borrowing its domain from the queried host: no allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Matched<'h> {
+    domain: &'h str,
+    include_subdomains: bool,
+    expires_at: Option<u64>,
+    source: Source,
+}
+
+impl Matched<'_> {
+    fn to_entry(self) -> Entry {
+        Entry {
+            domain: self.domain.to_owned(),
+            include_subdomains: self.include_subdomains,
+            expires_at: self.expires_at,
+            source: self.source,
+        }
+    }
+}
+
+/// The in-process store: a [`DashMap`] of learned and manual entries over an immutable
+/// preload set.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    dynamic: DashMap<Box<str>, Dynamic>,
+    /// Domain → include_subdomains. Built once; never written after construction.
+    preload: HashMap<Box<str>, bool>,
+    changed: Notify,
+    generation: AtomicU64,
+}
+
+impl MemoryStore {
+    /// An empty store with no preload list.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A store over these preload entries (from one or several `--preload` files; for a name
+    /// listed twice, the later entry wins). Names are normalized; IP literals and invalid
+    /// names are skipped.
+    pub fn with_preload(entries: Vec<PreloadEntry>) -> Self {
+        let mut preload = HashMap::with_capacity(entries.len());
+        for entry in entries {
+            let Some(domain) = normalize_host(&entry.name) else {
+                continue;
+            };
+            if is_ip_literal(&domain) {
+                continue;
+            }
+            let key: Box<str> = match domain {
+                Cow::Borrowed(_) => entry.name.into_boxed_str(),
+                Cow::Owned(s) => s.into_boxed_str(),
+            };
+            preload.insert(key, entry.include_subdomains);
+        }
+        MemoryStore {
+            preload,
+            ..Self::default()
+        }
+    }
+
+    /// Puts back entries read from the store file. Preload-sourced, expired, missing-expiry
+    /// and invalid entries are skipped. Does not signal a change: the file already says this.
+    /// Returns how many entries were restored.
+    pub fn restore(&self, entries: Vec<Entry>) -> usize {
+        self.restore_at(entries, now_unix())
+    }
+
+    /// [`MemoryStore::restore`] at a given time.
+    pub fn restore_at(&self, entries: Vec<Entry>, now: u64) -> usize {
+        let mut restored = 0;
+        for entry in entries {
+            let Some(expires_at) = entry.expires_at else {
+                continue;
+            };
+            if entry.source == Source::Preload || expires_at <= now {
+                continue;
+            }
+            let Some(domain) = normalize_host(&entry.domain) else {
+                continue;
+            };
+            if is_ip_literal(&domain) {
+                continue;
+            }
+            let value = Dynamic {
+                include_subdomains: entry.include_subdomains,
+                expires_at,
+                source: entry.source,
+            };
+            self.dynamic.insert(domain.into(), value);
+            restored += 1;
+        }
+        restored
+    }
+
+    /// How many preload entries the store holds.
+    pub fn preload_len(&self) -> usize {
+        self.preload.len()
+    }
+
+    /// The matching walk of RFC 6797 §8.2, nearest name first. At each name a dynamic entry
+    /// is consulted before a preload one, so a learned or manual entry overrides a preloaded
+    /// entry for the same host. A dynamic superdomain entry *without* includeSubDomains does
+    /// not hide a preloaded one *with* it: Chromium then falls through to its static
+    /// (preload) state as well, which keeps the subdomains protected.
+    fn find_at<'h>(&self, host: &'h str, now: u64) -> Option<Matched<'h>> {
+        let mut name = host;
+        let mut exact = true;
+        loop {
+            if let Some(d) = self.dynamic.get(name) {
+                if d.expires_at > now && (exact || d.include_subdomains) {
+                    return Some(Matched {
+                        domain: name,
+                        include_subdomains: d.include_subdomains,
+                        expires_at: Some(d.expires_at),
+                        source: d.source,
+                    });
+                }
+            }
+            if let Some(&include_subdomains) = self.preload.get(name) {
+                if exact || include_subdomains {
+                    return Some(Matched {
+                        domain: name,
+                        include_subdomains,
+                        expires_at: None,
+                        source: Source::Preload,
+                    });
+                }
+            }
+            // Walk up one label; the last label (a TLD such as `dev`) is a candidate too,
+            // since whole TLDs are preloaded.
+            let dot = name.find('.')?;
+            name = &name[dot + 1..];
+            exact = false;
+        }
+    }
+
+    /// [`HstsStore::lookup`] at a given time.
+    pub fn lookup_at(&self, host: &str, now: u64) -> Option<Entry> {
+        if is_ip_literal(host) {
+            return None;
+        }
+        let host = normalize_host(host)?;
+        self.find_at(&host, now).map(Matched::to_entry)
+    }
+
+    /// [`HstsStore::is_enforced`] at a given time.
+    pub fn is_enforced_at(&self, host: &str, now: u64) -> bool {
+        if is_ip_literal(host) {
+            return false;
+        }
+        normalize_host(host).is_some_and(|h| self.find_at(&h, now).is_some())
+    }
+
+    /// [`HstsStore::apply`] at a given time.
+    ///
+    /// A learned header replaces a learned entry; it never touches a manual entry (the
+    /// operator's explicit choice outranks a site's header) and never a preload entry
+    /// (`max-age=0` only forgets dynamic state, as in Chromium).
+    pub fn apply_at(&self, update: &StsUpdate, now: u64) -> bool {
+        let (host, policy) = match update {
+            StsUpdate::Learn { host, policy } => (host, Some(policy)),
+            StsUpdate::Forget { host } => (host, None),
+        };
+        // Normalize first, so that `LOCALHOST.` or a full-width spelling is caught too.
+        let Some(domain) = normalize_host(host) else {
+            return false;
+        };
+        if is_never_noted(&domain) {
+            return false;
+        }
+        let changed = match policy {
+            Some(policy) if policy.max_age > 0 => {
+                let value = Dynamic {
+                    include_subdomains: policy.include_subdomains,
+                    expires_at: now.saturating_add(policy.max_age),
+                    source: Source::Learned,
+                };
+                match self.dynamic.entry(domain.into()) {
+                    dashmap::Entry::Occupied(mut slot) => {
+                        let old = *slot.get();
+                        if old.source == Source::Manual && old.expires_at > now {
+                            false
+                        } else if old == value {
+                            false
+                        } else {
+                            slot.insert(value);
+                            true
+                        }
+                    }
+                    dashmap::Entry::Vacant(slot) => {
+                        slot.insert(value);
+                        true
+                    }
+                }
+            }
+            // max-age=0, or Forget: RFC 6797 §6.1.1 "cease to regard the host as a Known HSTS Host".
+            _ => self
+                .dynamic
+                .remove_if(domain.as_ref(), |_, d| d.source == Source::Learned)
+                .is_some(),
+        };
+        if changed {
+            self.signal_change();
+        }
+        changed
+    }
+
+    /// [`HstsStore::add_manual`] at a given time. Replaces a learned entry for the same domain.
+    pub fn add_manual_at(
+        &self,
+        domain: &str,
+        include_subdomains: bool,
+        max_age: u64,
+        now: u64,
+    ) -> Result<Entry, StoreError> {
+        if is_ip_literal(domain) {
+            return Err(StoreError::IpLiteral(domain.to_owned()));
+        }
+        let normalized =
+            normalize_host(domain).ok_or_else(|| StoreError::InvalidDomain(domain.to_owned()))?;
+        if max_age == 0 {
+            return Err(StoreError::ZeroMaxAge(domain.to_owned()));
+        }
+        let value = Dynamic {
+            include_subdomains,
+            expires_at: now.saturating_add(max_age),
+            source: Source::Manual,
+        };
+        let entry = Entry {
+            domain: normalized.clone().into_owned(),
+            include_subdomains,
+            expires_at: Some(value.expires_at),
+            source: Source::Manual,
+        };
+        self.dynamic.insert(normalized.into(), value);
+        self.signal_change();
+        Ok(entry)
+    }
+
+    /// [`HstsStore::remove`] at a given time.
+    pub fn remove_at(&self, domain: &str, now: u64) -> bool {
+        let Some(domain) = normalize_host(domain) else {
+            return false;
+        };
+        match self.dynamic.remove(domain.as_ref()) {
+            Some((_, removed)) => {
+                self.signal_change();
+                removed.expires_at > now
+            }
+            None => false,
+        }
+    }
+
+    /// [`HstsStore::dynamic_entries`] at a given time.
+    pub fn dynamic_entries_at(&self, now: u64) -> Vec<Entry> {
+        let mut entries: Vec<Entry> = self
+            .dynamic
+            .iter()
+            .filter(|item| item.value().expires_at > now)
+            .map(|item| Entry {
+                domain: item.key().to_string(),
+                include_subdomains: item.value().include_subdomains,
+                expires_at: Some(item.value().expires_at),
+                source: item.value().source,
+            })
+            .collect();
+        entries.sort_unstable_by(|a, b| a.domain.cmp(&b.domain));
+        entries
+    }
+
+    /// [`HstsStore::counts`] at a given time.
+    pub fn counts_at(&self, now: u64) -> (usize, usize, usize) {
+        let (mut learned, mut manual) = (0, 0);
+        for item in self.dynamic.iter() {
+            if item.value().expires_at > now {
+                match item.value().source {
+                    Source::Learned => learned += 1,
+                    Source::Manual => manual += 1,
+                    Source::Preload => {}
+                }
+            }
+        }
+        (learned, manual, self.preload.len())
+    }
+
+    /// [`HstsStore::prune_expired`] at a given time. Pruning is not a change the file must
+    /// see: [`super::persist::load`] drops expired entries anyway.
+    pub fn prune_expired_at(&self, now: u64) -> usize {
+        let before = self.dynamic.len();
+        self.dynamic.retain(|_, d| d.expires_at > now);
+        before.saturating_sub(self.dynamic.len())
+    }
+
+    fn signal_change(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
+        self.changed.notify_one();
+    }
+}
+
+impl HstsStore for MemoryStore {
+    fn lookup(&self, host: &str) -> Option<Entry> {
+        self.lookup_at(host, now_unix())
+    }
+
+    fn is_enforced(&self, host: &str) -> bool {
+        self.is_enforced_at(host, now_unix())
+    }
+
+    fn apply(&self, update: &StsUpdate) -> bool {
+        self.apply_at(update, now_unix())
+    }
+
+    fn add_manual(
+        &self,
+        domain: &str,
+        include_subdomains: bool,
+        max_age: u64,
+    ) -> Result<Entry, StoreError> {
+        self.add_manual_at(domain, include_subdomains, max_age, now_unix())
+    }
+
+    fn remove(&self, domain: &str) -> bool {
+        self.remove_at(domain, now_unix())
+    }
+
+    fn dynamic_entries(&self) -> Vec<Entry> {
+        self.dynamic_entries_at(now_unix())
+    }
+
+    fn counts(&self) -> (usize, usize, usize) {
+        self.counts_at(now_unix())
+    }
+
+    fn prune_expired(&self) -> usize {
+        self.prune_expired_at(now_unix())
+    }
+
+    fn changed(&self) -> &Notify {
+        &self.changed
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hsts::header::StsPolicy;
+
+    const NOW: u64 = 1_700_000_000;
+    const DAY: u64 = 86_400;
+
+    fn learn(host: &str, max_age: u64, include_subdomains: bool) -> StsUpdate {
+        StsUpdate::Learn {
+            host: host.to_owned(),
+            policy: StsPolicy {
+                max_age,
+                include_subdomains,
+                preload: false,
+            },
+        }
+    }
+
+    fn preload(list: &[(&str, bool)]) -> MemoryStore {
+        MemoryStore::with_preload(
+            list.iter()
+                .map(|&(name, include_subdomains)| PreloadEntry {
+                    name: name.to_owned(),
+                    include_subdomains,
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn normalize_host_table() {
+        let rows: &[(&str, Option<&str>, bool)] = &[
+            // (input, normalized, borrowed without allocation)
+            ("example.com", Some("example.com"), true),
+            ("a-b_c.example.com", Some("a-b_c.example.com"), true),
+            ("xn--bcher-kva.de", Some("xn--bcher-kva.de"), true),
+            // Case-insensitive host names (RFC 4343; RFC 6797 §8.2 compares case-insensitively).
+            ("EXAMPLE.com", Some("example.com"), false),
+            // A trailing dot names the same host (RFC 6797 §8.3 compares without it; Chromium).
+            ("example.com.", Some("example.com"), false),
+            // Internationalized names become punycode A-labels (RFC 6797 §8.3 item 4, UTS #46).
+            ("bücher.de", Some("xn--bcher-kva.de"), false),
+            ("BÜCHER.de.", Some("xn--bcher-kva.de"), false),
+            // Ideographic full stop is a label separator (UTS #46 mapping).
+            ("example\u{3002}com", Some("example.com"), false),
+            // Invalid: empty, empty labels, forbidden characters, ports, brackets.
+            ("", None, false),
+            (".", None, false),
+            ("example..com", None, false),
+            (".example.com", None, false),
+            ("example.com..", None, false),
+            ("exa mple.com", None, false),
+            ("example.com:443", None, false),
+            ("[::1]", None, false),
+            ("a/b", None, false),
+            // Over the DNS limits (63 per label, 253 in all; Chromium DNSDomainFromDot).
+            (&"a".repeat(64), None, false),
+        ];
+        for &(input, expected, borrowed) in rows {
+            let got = normalize_host(input);
+            assert_eq!(got.as_deref(), expected, "normalize_host({input:?})");
+            if let Some(got) = got {
+                assert_eq!(
+                    matches!(got, Cow::Borrowed(_)),
+                    borrowed,
+                    "borrowed? {input:?}"
+                );
+            }
+        }
+        let long = format!("{}.com", ["a".repeat(63)].repeat(4).join("."));
+        assert!(long.len() > 253);
+        assert_eq!(normalize_host(&long), None);
+    }
+
+    #[test]
+    fn ip_literal_and_never_noted_table() {
+        let rows: &[(&str, bool, bool)] = &[
+            // (host, is_ip_literal, is_never_noted)
+            ("127.0.0.1", true, true),       // RFC 6797 §8.1.1: IPv4 literal
+            ("10.0.0.1.", true, true),       // with the root dot
+            ("::1", true, true),             // IPv6 without brackets
+            ("[::1]", true, true),           // IPv6 as a URI host (RFC 3986 §3.2.2)
+            ("[2001:db8::1]", true, true),   // IPv6 as a URI host
+            ("[fe80::1%25eth0]", true, true), // IPv6 with a zone id (RFC 6874)
+            ("127.1", true, true),           // WHATWG URL: ends in a number → IPv4
+            ("0x7f.0.0.1", true, true),      // WHATWG URL: hex IPv4 part
+            ("2130706433", true, true),      // WHATWG URL: one-number IPv4
+            ("localhost", false, true),      // RFC 6761 §6.3
+            ("LOCALHOST.", false, true),     // case and root dot
+            ("app.localhost", false, true),  // RFC 6761 §6.3: subdomains of localhost
+            ("notlocalhost", false, false),  // only the label, not the suffix string
+            ("localhost.example", false, false),
+            ("example.com", false, false),
+            ("1.example.com", false, false), // a numeric first label is fine
+            ("v6.example", false, false),
+        ];
+        for &(host, ip, never) in rows {
+            assert_eq!(is_ip_literal(host), ip, "is_ip_literal({host:?})");
+            assert_eq!(is_never_noted(host), never, "is_never_noted({host:?})");
+        }
+    }
+
+    /// RFC 6797 §8.2 matching, one row per case.
+    #[test]
+    fn matching_table() {
+        let store = preload(&[
+            ("preload-sub.test", true),
+            ("preload-exact.test", false),
+            ("dev", true), // a whole TLD is preloaded in Chromium's list
+        ]);
+        for u in [
+            learn("learned.test", DAY, false),
+            learn("learned-sub.test", DAY, true),
+            learn("deep.a.b.walk.test", DAY, false),
+            learn("walk.test", DAY, true),
+        ] {
+            assert!(store.apply_at(&u, NOW));
+        }
+        // (host, deciding domain, source)
+        let rows: &[(&str, Option<(&str, Source)>)] = &[
+            // Congruent match (§8.2).
+            ("learned.test", Some(("learned.test", Source::Learned))),
+            // Superdomain without includeSubDomains does not cover subdomains (§8.2).
+            ("www.learned.test", None),
+            // Superdomain match with includeSubDomains (§8.2).
+            ("www.learned-sub.test", Some(("learned-sub.test", Source::Learned))),
+            ("a.b.c.learned-sub.test", Some(("learned-sub.test", Source::Learned))),
+            // The nearest applicable entry decides.
+            ("deep.a.b.walk.test", Some(("deep.a.b.walk.test", Source::Learned))),
+            ("x.deep.a.b.walk.test", Some(("walk.test", Source::Learned))),
+            // Preload entries, exact and with subdomains.
+            ("preload-sub.test", Some(("preload-sub.test", Source::Preload))),
+            ("x.y.preload-sub.test", Some(("preload-sub.test", Source::Preload))),
+            ("preload-exact.test", Some(("preload-exact.test", Source::Preload))),
+            ("www.preload-exact.test", None),
+            // A TLD entry covers every name under it.
+            ("my.app.dev", Some(("dev", Source::Preload))),
+            // Case, trailing dot and Unicode are normalized first.
+            ("WWW.Learned-Sub.TEST.", Some(("learned-sub.test", Source::Learned))),
+            // No entry.
+            ("unknown.test", None),
+            ("test", None),
+            // Never for IP literals, whatever the store holds (§8.3).
+            ("127.0.0.1", None),
+            ("[::1]", None),
+            // A suffix string is not a superdomain: label boundaries matter.
+            ("notlearned-sub.test", None),
+        ];
+        for &(host, expected) in rows {
+            let got = store.lookup_at(host, NOW);
+            let got = got.as_ref().map(|e| (e.domain.as_str(), e.source));
+            assert_eq!(got, expected, "lookup({host:?})");
+            assert_eq!(
+                store.is_enforced_at(host, NOW),
+                expected.is_some(),
+                "is_enforced({host:?})"
+            );
+        }
+    }
+
+    #[test]
+    fn punycode_entries_match_unicode_and_ascii_queries() {
+        let store = MemoryStore::new();
+        assert!(store.apply_at(&learn("bücher.de", DAY, true), NOW));
+        let entry = store.lookup_at("xn--bcher-kva.de", NOW).unwrap();
+        assert_eq!(entry.domain, "xn--bcher-kva.de");
+        assert!(store.is_enforced_at("shop.BÜCHER.de", NOW));
+        assert!(store.is_enforced_at("shop.xn--bcher-kva.de.", NOW));
+    }
+
+    #[test]
+    fn entries_expire() {
+        let store = MemoryStore::new();
+        store.apply_at(&learn("exp.test", 100, true), NOW);
+        let entry = store.lookup_at("exp.test", NOW).unwrap();
+        assert_eq!(entry.expires_at, Some(NOW + 100));
+        // Still known one second before expiry; gone at the expiry instant (§8.1.1).
+        assert!(store.is_enforced_at("a.exp.test", NOW + 99));
+        assert!(!store.is_enforced_at("a.exp.test", NOW + 100));
+        assert!(store.lookup_at("exp.test", NOW + 100).is_none());
+        assert_eq!(store.counts_at(NOW + 100), (0, 0, 0));
+        assert!(store.dynamic_entries_at(NOW + 100).is_empty());
+        // Pruning removes it for good.
+        assert_eq!(store.prune_expired_at(NOW + 100), 1);
+        assert_eq!(store.counts_at(NOW), (0, 0, 0));
+    }
+
+    #[test]
+    fn relearning_refreshes_expiry_and_flags() {
+        let store = MemoryStore::new();
+        assert!(store.apply_at(&learn("r.test", 100, false), NOW));
+        // The same header again at the same second is not a change (no needless write).
+        assert!(!store.apply_at(&learn("r.test", 100, false), NOW));
+        // Later, it moves the expiry (§8.1.1: update the cached expiry).
+        assert!(store.apply_at(&learn("r.test", 100, true), NOW + 50));
+        let e = store.lookup_at("r.test", NOW + 50).unwrap();
+        assert_eq!((e.expires_at, e.include_subdomains), (Some(NOW + 150), true));
+    }
+
+    #[test]
+    fn max_age_zero_forgets_learned_but_never_preload() {
+        let store = preload(&[("pre.test", true)]);
+        assert!(store.apply_at(&learn("pre.test", DAY, false), NOW));
+        assert!(store.apply_at(&learn("other.test", DAY, false), NOW));
+        // max-age=0 from the site: its learned entry goes (§6.1.1) ...
+        assert!(store.apply_at(&learn("other.test", 0, false), NOW));
+        assert!(!store.is_enforced_at("other.test", NOW));
+        // ... and for a preloaded host only the learned override goes; the preload stays.
+        assert!(store.apply_at(&learn("pre.test", 0, false), NOW));
+        let e = store.lookup_at("pre.test", NOW).unwrap();
+        assert_eq!(e.source, Source::Preload);
+        assert!(store.is_enforced_at("www.pre.test", NOW));
+        // Forget with nothing to forget is no change.
+        let forget = StsUpdate::Forget {
+            host: "pre.test".into(),
+        };
+        assert!(!store.apply_at(&forget, NOW));
+        assert_eq!(store.lookup_at("pre.test", NOW).unwrap().source, Source::Preload);
+    }
+
+    #[test]
+    fn learned_and_manual_override_preload_for_the_same_host() {
+        let store = preload(&[("site.test", true)]);
+        let e = store.lookup_at("site.test", NOW).unwrap();
+        assert_eq!((e.source, e.expires_at), (Source::Preload, None));
+
+        // A learned entry for the same host is what lookup reports (Chromium: dynamic first).
+        store.apply_at(&learn("site.test", DAY, false), NOW);
+        let e = store.lookup_at("site.test", NOW).unwrap();
+        assert_eq!(
+            (e.source, e.expires_at, e.include_subdomains),
+            (Source::Learned, Some(NOW + DAY), false)
+        );
+        // Its lack of includeSubDomains does not unprotect subdomains the preload covers:
+        // Chromium falls through to the static state too.
+        let sub = store.lookup_at("www.site.test", NOW).unwrap();
+        assert_eq!(sub.source, Source::Preload);
+
+        // A manual entry replaces the learned one.
+        store.add_manual_at("site.test", true, 10 * DAY, NOW).unwrap();
+        let e = store.lookup_at("site.test", NOW).unwrap();
+        assert_eq!((e.source, e.expires_at), (Source::Manual, Some(NOW + 10 * DAY)));
+        // Once the dynamic entry expires, the preload decides again.
+        let e = store.lookup_at("site.test", NOW + 10 * DAY).unwrap();
+        assert_eq!(e.source, Source::Preload);
+    }
+
+    #[test]
+    fn headers_do_not_override_manual_entries() {
+        let store = MemoryStore::new();
+        store.add_manual_at("ops.test", true, DAY, NOW).unwrap();
+        assert!(!store.apply_at(&learn("ops.test", 10, false), NOW));
+        assert!(!store.apply_at(&learn("ops.test", 0, false), NOW));
+        let e = store.lookup_at("www.ops.test", NOW).unwrap();
+        assert_eq!((e.source, e.domain.as_str()), (Source::Manual, "ops.test"));
+        // Once the manual entry has expired, the site's header is learned again.
+        assert!(store.apply_at(&learn("ops.test", 10, false), NOW + DAY));
+        assert_eq!(
+            store.lookup_at("ops.test", NOW + DAY).unwrap().source,
+            Source::Learned
+        );
+    }
+
+    #[test]
+    fn never_noted_hosts_are_not_learned() {
+        let store = MemoryStore::new();
+        for host in ["127.0.0.1", "[::1]", "localhost", "dev.localhost", "", "a..b"] {
+            assert!(!store.apply_at(&learn(host, DAY, true), NOW), "{host:?}");
+        }
+        assert_eq!(store.counts_at(NOW), (0, 0, 0));
+        assert_eq!(store.generation(), 0);
+    }
+
+    #[test]
+    fn manual_add_validates_and_remove_only_touches_dynamic() {
+        let store = preload(&[("pre.test", false)]);
+        let e = store.add_manual_at("Manual.Test.", false, 60, NOW).unwrap();
+        assert_eq!(
+            e,
+            Entry {
+                domain: "manual.test".into(),
+                include_subdomains: false,
+                expires_at: Some(NOW + 60),
+                source: Source::Manual,
+            }
+        );
+        assert_eq!(
+            store.add_manual_at("10.1.2.3", false, 60, NOW),
+            Err(StoreError::IpLiteral("10.1.2.3".into()))
+        );
+        assert_eq!(
+            store.add_manual_at("bad..name", false, 60, NOW),
+            Err(StoreError::InvalidDomain("bad..name".into()))
+        );
+        assert_eq!(
+            store.add_manual_at("z.test", false, 0, NOW),
+            Err(StoreError::ZeroMaxAge("z.test".into()))
+        );
+        store.apply_at(&learn("l.test", 60, false), NOW);
+        assert_eq!(store.counts_at(NOW), (1, 1, 1));
+
+        assert!(store.remove_at("MANUAL.test", NOW));
+        assert!(store.remove_at("l.test", NOW));
+        assert!(!store.remove_at("l.test", NOW));
+        // Preload entries cannot be removed.
+        assert!(!store.remove_at("pre.test", NOW));
+        assert!(store.is_enforced_at("pre.test", NOW));
+        assert_eq!(store.counts_at(NOW), (0, 0, 1));
+    }
+
+    #[test]
+    fn changes_bump_generation_and_notify() {
+        let store = MemoryStore::new();
+        let g0 = store.generation();
+        store.apply_at(&learn("g.test", 60, false), NOW);
+        assert_eq!(store.generation(), g0 + 1);
+        // A stored permit means a waiter that arrives later is still woken.
+        let waited = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(async {
+                tokio::time::timeout(std::time::Duration::from_secs(1), store.changed().notified())
+                    .await
+            });
+        assert!(waited.is_ok());
+        // No-ops do not count as changes.
+        store.apply_at(&learn("g.test", 60, false), NOW);
+        assert!(!store.remove_at("none.test", NOW));
+        assert_eq!(store.generation(), g0 + 1);
+    }
+
+    #[test]
+    fn dynamic_entries_are_sorted_unexpired_and_restorable() {
+        let store = preload(&[("p.test", true)]);
+        store.apply_at(&learn("b.test", 60, true), NOW);
+        store.apply_at(&learn("short.test", 1, false), NOW);
+        store.add_manual_at("a.test", false, 120, NOW).unwrap();
+        let entries = store.dynamic_entries_at(NOW + 1);
+        let names: Vec<_> = entries.iter().map(|e| e.domain.as_str()).collect();
+        assert_eq!(names, ["a.test", "b.test"]);
+
+        let copy = MemoryStore::new();
+        let mut input = entries.clone();
+        // Junk that restore must skip: preload-sourced, expired, no expiry, invalid name, IP.
+        for (domain, expires_at, source) in [
+            ("p.test", None, Source::Preload),
+            ("old.test", Some(NOW), Source::Learned),
+            ("noexp.test", None, Source::Learned),
+            ("bad..test", Some(NOW + 60), Source::Learned),
+            ("10.0.0.1", Some(NOW + 60), Source::Manual),
+        ] {
+            input.push(Entry {
+                domain: domain.into(),
+                include_subdomains: false,
+                expires_at,
+                source,
+            });
+        }
+        assert_eq!(copy.restore_at(input, NOW + 1), 2);
+        assert_eq!(copy.dynamic_entries_at(NOW + 1), entries);
+        assert_eq!(copy.generation(), 0);
+    }
+
+    #[test]
+    fn entry_json_shape_matches_the_admin_contract() {
+        let learned = Entry {
+            domain: "example.com".into(),
+            include_subdomains: true,
+            expires_at: Some(1_700_000_000),
+            source: Source::Learned,
+        };
+        assert_eq!(
+            serde_json::to_value(&learned).unwrap(),
+            serde_json::json!({"domain": "example.com", "include_subdomains": true,
+                               "expires_at": 1_700_000_000u64, "source": "learned"})
+        );
+        let pre = Entry {
+            domain: "dev".into(),
+            include_subdomains: true,
+            expires_at: None,
+            source: Source::Preload,
+        };
+        assert_eq!(
+            serde_json::to_value(&pre).unwrap(),
+            serde_json::json!({"domain": "dev", "include_subdomains": true,
+                               "expires_at": null, "source": "preload"})
+        );
+        let manual: Entry = serde_json::from_str(
+            r#"{"domain":"m.test","include_subdomains":false,"expires_at":5,"source":"manual"}"#,
+        )
+        .unwrap();
+        assert_eq!(manual.source, Source::Manual);
+    }
+
+    #[test]
+    fn the_store_works_as_a_trait_object() {
+        let store: std::sync::Arc<dyn HstsStore> = std::sync::Arc::new(MemoryStore::new());
+        assert!(store.apply(&learn("dyn.test", 60, true)));
+        assert!(store.is_enforced("x.dyn.test"));
+        assert_eq!(store.lookup("dyn.test").unwrap().source, Source::Learned);
+        assert_eq!(store.counts(), (1, 0, 0));
+        assert!(store.remove("dyn.test"));
+        assert!(store.dynamic_entries().is_empty());
+    }
+
+    /// Counts heap allocations made by the current thread, to pin the "no allocation on the
+    /// lookup hot path" requirement.
+    mod alloc_count {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        thread_local! {
+            static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+        }
+
+        pub struct Counting;
+
+        // SAFETY: every call is forwarded unchanged to the system allocator; the counter is a
+        // const-initialized thread-local Cell, which neither allocates nor re-enters.
+        unsafe impl GlobalAlloc for Counting {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+                System.alloc(layout)
+            }
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                System.dealloc(ptr, layout)
+            }
+            unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+                let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+                System.realloc(ptr, layout, new_size)
+            }
+        }
+
+        #[global_allocator]
+        static GLOBAL: Counting = Counting;
+
+        pub fn count() -> u64 {
+            ALLOCATIONS.with(Cell::get)
+        }
+    }
+
+    #[test]
+    fn is_enforced_does_not_allocate_for_normalized_hosts() {
+        let store = preload(&[("pre.test", true)]);
+        store.apply_at(&learn("learned.test", DAY, true), NOW);
+        let hosts = [
+            "pre.test",
+            "a.b.c.pre.test",
+            "learned.test",
+            "www.learned.test",
+            "miss.example.org",
+            "127.0.0.1",
+        ];
+        let before = alloc_count::count();
+        let mut hits = 0;
+        for host in hosts {
+            hits += usize::from(store.is_enforced_at(host, NOW));
+        }
+        assert_eq!(alloc_count::count() - before, 0);
+        assert_eq!(hits, 4);
+    }
+}

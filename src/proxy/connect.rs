@@ -1,0 +1,253 @@
+//! CONNECT (RFC 9110 §9.3.6): a blind tunnel for `--passthrough` hosts, interception for
+//! every other host. Interception reads the ClientHello, mints (or reuses) a leaf for the SNI
+//! name — the CONNECT host when there is no SNI — and serves the decrypted requests through
+//! the same pipeline as plain ones. A tunnel whose first bytes are plain HTTP (some clients
+//! tunnel http:// through CONNECT) is served as plain HTTP, with HSTS applied.
+
+use crate::ca::leaf_name;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::exchange::Exchange;
+use crate::proxy::pipeline::{self, Entry};
+use crate::proxy::prefixed::Prefixed;
+use crate::proxy::target::parse_connect;
+use crate::proxy::{guard, respond, Shared};
+use crate::traffic::Action;
+use http::uri::Authority;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::net::TcpStream;
+
+/// Handles a CONNECT request on the listener.
+pub async fn handle(
+    shared: Arc<Shared>,
+    client: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let exchange = Exchange::begin(client, req.method().clone(), req.uri().to_string());
+    if let Some(credentials) = &shared.credentials {
+        if !credentials.accepts(req.headers()) {
+            return finish_now(&shared, exchange, respond::proxy_auth_required());
+        }
+    }
+    let (host, port, authority) = match parse_connect(req.uri()) {
+        Ok(parsed) => parsed,
+        Err(err) => return finish_now(&shared, exchange, respond::bad_request(&err.to_string())),
+    };
+    let resolved = shared.upstream.resolver.override_for(&host);
+    if guard::targets_listener(&host, port, resolved, shared.listen) {
+        let response = respond::loop_detected(&format!(
+            "CONNECT {authority} targets this proxy's own address"
+        ));
+        return finish_now(&shared, exchange, response);
+    }
+
+    if shared.config.is_passthrough(&host) {
+        // Connect before answering, so a dead upstream gets a 502 that says why instead of
+        // a 200 followed by a closed tunnel.
+        let upstream = shared
+            .upstream
+            .resolver
+            .connect(&host, port, shared.config.connect_timeout)
+            .await;
+        return match upstream {
+            Ok(stream) => {
+                let on_upgrade = hyper::upgrade::on(req);
+                let shared2 = shared.clone();
+                tokio::spawn(async move {
+                    match on_upgrade.await {
+                        Ok(upgraded) => tunnel(&shared2, exchange, TokioIo::new(upgraded), stream).await,
+                        Err(err) => tracing::debug!(%client, "CONNECT upgrade failed: {err}"),
+                    }
+                });
+                respond::connect_established()
+            }
+            Err(err) => {
+                shared.metrics.upstream_error(err.cause());
+                let response = if err.is_timeout() {
+                    respond::gateway_timeout(&err.to_string())
+                } else {
+                    respond::bad_gateway(&err.to_string())
+                };
+                finish_now(&shared, exchange, response)
+            }
+        };
+    }
+
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => intercept(shared, client, host, authority, TokioIo::new(upgraded)).await,
+            Err(err) => tracing::debug!(%client, "CONNECT upgrade failed: {err}"),
+        }
+    });
+    respond::connect_established()
+}
+
+fn finish_now(
+    shared: &Shared,
+    exchange: Exchange,
+    response: Response<ProxyBody>,
+) -> Response<ProxyBody> {
+    exchange.finish(shared, response.status().as_u16(), Action::Error, 0);
+    response
+}
+
+/// Copies bytes both ways until either side closes; logs one `tunnel` record.
+async fn tunnel<C>(shared: &Shared, exchange: Exchange, mut client: C, mut upstream: TcpStream)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let (sent, received) = match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        Ok(counts) => counts,
+        Err(err) => {
+            tracing::debug!(url = %exchange.url, "tunnel ended: {err}");
+            (0, 0)
+        }
+    };
+    exchange.request_bytes.store(sent, Ordering::Relaxed);
+    exchange.finish(shared, 200, Action::Tunnel, received);
+}
+
+/// Reads the first byte of the tunnel and serves it as TLS (intercepted) or plain HTTP.
+async fn intercept<I>(
+    shared: Arc<Shared>,
+    client: SocketAddr,
+    host: String,
+    authority: Authority,
+    mut io: I,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut first = [0u8; 1];
+    let read = tokio::time::timeout(shared.config.tls_handshake_timeout, io.read(&mut first)).await;
+    match read {
+        Ok(Ok(1)) => {}
+        Ok(Ok(_)) => return, // the client closed the tunnel without a word
+        Ok(Err(err)) => {
+            tracing::debug!(%client, %authority, "tunnel read failed: {err}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%client, %authority, "client sent nothing on the tunnel in time");
+            return;
+        }
+    }
+    let io = Prefixed::new(first.to_vec(), io);
+    match first[0] {
+        // A TLS record of type handshake (RFC 8446 §5.1).
+        0x16 => intercept_tls(shared, client, host, authority, io).await,
+        // An HTTP method starts with an upper-case letter (RFC 9110 §9.1 tokens in practice).
+        b'A'..=b'Z' => serve_inner(shared, client, authority, false, io).await,
+        other => {
+            tracing::warn!(
+                %client,
+                %authority,
+                "CONNECT {authority}: the client sent neither TLS nor HTTP (first byte 0x{other:02x}); closing the tunnel"
+            );
+        }
+    }
+}
+
+async fn intercept_tls<I>(
+    shared: Arc<Shared>,
+    client: SocketAddr,
+    host: String,
+    authority: Authority,
+    io: I,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let timeout = shared.config.tls_handshake_timeout;
+    let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+    let start = match tokio::time::timeout(timeout, acceptor).await {
+        Ok(Ok(start)) => start,
+        Ok(Err(err)) => {
+            shared.metrics.tls_handshake("failed");
+            tracing::debug!(%client, %authority, "unreadable ClientHello: {err}");
+            return;
+        }
+        Err(_) => {
+            shared.metrics.tls_handshake("timeout");
+            tracing::debug!(%client, %authority, "ClientHello not received in time");
+            return;
+        }
+    };
+    let name = leaf_name(start.client_hello().server_name(), &host);
+    let config = match shared.interceptor.server_config(&name) {
+        Ok(config) => config,
+        Err(err) => {
+            shared.metrics.tls_handshake("failed");
+            tracing::error!(%client, %name, "cannot mint a certificate for {name}: {err}");
+            return;
+        }
+    };
+    match tokio::time::timeout(timeout, start.into_stream(config)).await {
+        Ok(Ok(tls)) => {
+            shared.metrics.tls_handshake("ok");
+            serve_inner(shared, client, authority, true, tls).await;
+        }
+        Ok(Err(err)) => {
+            if rejected_our_ca(&err) {
+                shared.metrics.tls_handshake("untrusted_ca");
+                tracing::warn!(
+                    %client,
+                    %name,
+                    "the client rejected the certificate strictproxy made for {name}: it does not trust the strictproxy CA. Install it: `strictproxy ca export > strictproxy-ca.pem` and trust that file (see README), or open http://strictproxy.local/ through the proxy; or add `--passthrough {host}` to leave this host uninspected"
+                );
+            } else {
+                shared.metrics.tls_handshake("failed");
+                tracing::debug!(%client, %name, "TLS handshake with the client failed: {err}");
+            }
+        }
+        Err(_) => {
+            shared.metrics.tls_handshake("timeout");
+            tracing::debug!(%client, %name, "TLS handshake with the client timed out");
+        }
+    }
+}
+
+/// Whether a failed handshake is the client refusing our certificate (alerts a client sends
+/// when the issuer is unknown: unknown_ca from OpenSSL/NSS/rustls, bad_certificate and
+/// certificate_unknown from others).
+fn rejected_our_ca(err: &std::io::Error) -> bool {
+    use rustls::AlertDescription as A;
+    match err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::AlertReceived(alert)) => matches!(
+            alert,
+            A::UnknownCA | A::BadCertificate | A::CertificateUnknown | A::AccessDenied
+        ),
+        _ => false,
+    }
+}
+
+/// Serves the requests inside a tunnel (HTTP/1.1 or HTTP/2, chosen by ALPN/preface).
+async fn serve_inner<I>(
+    shared: Arc<Shared>,
+    client: SocketAddr,
+    authority: Authority,
+    secure: bool,
+    io: I,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let entry = Entry::Tunnel { authority, secure };
+    let service_shared = shared.clone();
+    let service = service_fn(move |req| {
+        let shared = service_shared.clone();
+        let entry = entry.clone();
+        async move { Ok::<_, Infallible>(pipeline::handle(shared, client, entry, req).await) }
+    });
+    let conn = shared
+        .server
+        .serve_connection_with_upgrades(TokioIo::new(io), service);
+    if let Err(err) = conn.await {
+        crate::proxy::listener::log_connection_error(client, err.as_ref());
+    }
+}

@@ -1,0 +1,101 @@
+//! The per-request context: who asked, for what, when, and what was noticed on the way. It
+//! travels with the request through the pipeline and is finished exactly once, when the
+//! response body ends (or the client goes away), which writes the console line, the traffic
+//! log record and the metrics together so they always agree.
+
+use crate::finding::Finding;
+use crate::proxy::Shared;
+use crate::traffic::{Action, TrafficRecord};
+use http::Method;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use time::OffsetDateTime;
+
+/// One request/response exchange, from the request's arrival to the response's last byte.
+pub struct Exchange {
+    pub client: SocketAddr,
+    pub method: Method,
+    pub url: String,
+    pub findings: Vec<Finding>,
+    /// The upstream's status when the proxy rewrote it.
+    pub rewritten_from: Option<u16>,
+    /// The first Strict-Transport-Security value of the response, if any (for the report).
+    pub sts: Option<String>,
+    /// Bytes of request body sent upstream (shared with the streaming request body).
+    pub request_bytes: Arc<AtomicU64>,
+    started: Instant,
+    ts: OffsetDateTime,
+}
+
+impl Exchange {
+    pub fn begin(client: SocketAddr, method: Method, url: String) -> Self {
+        Exchange {
+            client,
+            method,
+            url,
+            findings: Vec::new(),
+            rewritten_from: None,
+            sts: None,
+            request_bytes: Arc::new(AtomicU64::new(0)),
+            started: Instant::now(),
+            ts: OffsetDateTime::now_utc(),
+        }
+    }
+
+    /// Notes a finding and prints its readable line at once, so a person watching the console
+    /// sees it while the exchange is still going.
+    pub fn add_finding(&mut self, shared: &Shared, finding: Finding) {
+        tracing::warn!(
+            target: "strictproxy::finding",
+            kind = finding.kind.as_str(),
+            client = %self.client,
+            "{}",
+            finding.detail
+        );
+        shared.metrics.finding(finding.kind);
+        self.findings.push(finding);
+    }
+
+    /// Ends the exchange: console line, traffic record, metrics.
+    pub fn finish(self, shared: &Shared, status: u16, action: Action, response_bytes: u64) {
+        let elapsed = self.started.elapsed();
+        let duration_ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0;
+        let action_name = action.as_str();
+        tracing::info!(
+            target: "strictproxy::exchange",
+            client = %self.client,
+            method = %self.method,
+            url = %self.url,
+            status,
+            action = action_name,
+            duration_ms,
+            "{} {} {} {} {:.1}ms",
+            self.method,
+            self.url,
+            status,
+            action_name,
+            duration_ms
+        );
+        shared
+            .metrics
+            .exchange(action_name, status, elapsed.as_secs_f64());
+        if let Some(log) = &shared.traffic {
+            log.record(TrafficRecord {
+                ts: self.ts,
+                client: self.client.to_string(),
+                method: self.method.to_string(),
+                url: self.url,
+                status,
+                duration_ms,
+                request_bytes: self.request_bytes.load(Ordering::Relaxed),
+                response_bytes,
+                action,
+                findings: self.findings,
+                rewritten_from: self.rewritten_from,
+                sts: self.sts,
+            });
+        }
+    }
+}

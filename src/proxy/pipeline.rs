@@ -1,0 +1,315 @@
+//! The request pipeline: one clear sequence of steps over `http::Request`/`http::Response`
+//! for every request, whether it arrived in absolute form on the listener or inside an
+//! intercepted CONNECT tunnel.
+//!
+//! 1. admission (credentials, loop protection)
+//! 2. target (absolute-form or tunnel authority)
+//! 3. local pages (`http://strictproxy.local/`)
+//! 4. HSTS enforcement: plain HTTP to a known host → 307 Internal Redirect, answered here
+//! 5. forward upstream (hop-by-hop stripped, Via added, body streamed)
+//! 6. on the response: learn STS (secure only), audit/rewrite redirects, track loops
+//! 7. relay the response (hop-by-hop stripped, Via added) and log when its body ends
+//!
+//! The decisions in steps 4 and 6 are pure functions in `hsts` and `redirect`.
+
+use crate::hsts::{learn, upgrade};
+
+use crate::proxy::body::{self, Counted, Observed, ProxyBody};
+use crate::proxy::exchange::Exchange;
+use crate::proxy::headers::{append_via, is_websocket_upgrade, strip_hop_by_hop, via_contains};
+use crate::proxy::target::{self, Target, TargetError};
+use crate::proxy::upstream::upstream_error_of;
+use crate::proxy::{guard, pages, respond, Shared};
+use crate::redirect;
+use crate::traffic::Action;
+use http::header::{self, HeaderValue};
+use http::uri::Authority;
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Where a request came in.
+#[derive(Clone, Debug)]
+pub enum Entry {
+    /// On the proxy listener, in absolute form.
+    Listener,
+    /// Inside a CONNECT tunnel to `authority`; `secure` when the tunnel is intercepted TLS.
+    Tunnel { authority: Authority, secure: bool },
+}
+
+/// Runs the pipeline for one request. Never fails: every problem becomes a response.
+pub async fn handle(
+    shared: Arc<Shared>,
+    client: SocketAddr,
+    entry: Entry,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    // 1. Admission. Requests inside a tunnel were admitted with their CONNECT.
+    if matches!(entry, Entry::Listener) {
+        if let Some(credentials) = &shared.credentials {
+            if !credentials.accepts(req.headers()) {
+                let exchange = Exchange::begin(client, req.method().clone(), req.uri().to_string());
+                return answer(&shared, exchange, respond::proxy_auth_required(), Action::Error);
+            }
+        }
+    }
+
+    // 2. Target.
+    let parsed = match &entry {
+        Entry::Listener => target::parse_absolute(req.uri()),
+        Entry::Tunnel { authority, secure } => target::inner_target(req.uri(), authority, *secure),
+    };
+    let target = match parsed {
+        Ok(target) => target,
+        Err(TargetError::NotAbsolute(_)) if pages::is_local_host(req.headers()) => {
+            let exchange = Exchange::begin(client, req.method().clone(), req.uri().to_string());
+            let response = pages::serve(&shared, req.uri().path());
+            return answer(&shared, exchange, response, Action::Local);
+        }
+        Err(err) => {
+            let exchange = Exchange::begin(client, req.method().clone(), req.uri().to_string());
+            return answer(&shared, exchange, respond::bad_request(&err.to_string()), Action::Error);
+        }
+    };
+    let exchange = Exchange::begin(client, req.method().clone(), target.url());
+
+    if via_contains(req.headers(), &shared.pseudonym) {
+        let response = respond::loop_detected(
+            "this request already passed through this proxy (its Via field names it)",
+        );
+        return answer(&shared, exchange, response, Action::Error);
+    }
+    let resolved = shared.upstream.resolver.override_for(&target.host);
+    if guard::targets_listener(&target.host, target.port, resolved, shared.listen) {
+        let response = respond::loop_detected(&format!(
+            "{} is this proxy's own address; forwarding it would loop",
+            target.authority
+        ));
+        return answer(&shared, exchange, response, Action::Error);
+    }
+
+    // 3. Local pages.
+    if pages::is_local_name(&target.host) {
+        let response = pages::serve(&shared, req.uri().path());
+        return answer(&shared, exchange, response, Action::Local);
+    }
+
+    // 4. HSTS enforcement (RFC 6797 §8.3): a known host is never contacted in clear.
+    if !target.scheme.is_secure() && shared.hsts.is_enforced(&target.host) {
+        if let Some(location) = target
+            .url()
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|uri| upgrade::upgrade_uri(&uri))
+        {
+            let response = respond::internal_redirect(&location, req.headers().get(header::ORIGIN));
+            return answer(&shared, exchange, response, Action::HstsInternalRedirect);
+        }
+    }
+
+    // 5–7.
+    forward(shared, exchange, target, req).await
+}
+
+/// Finishes an exchange the proxy answered itself, and returns the answer.
+fn answer(
+    shared: &Shared,
+    exchange: Exchange,
+    response: Response<ProxyBody>,
+    action: Action,
+) -> Response<ProxyBody> {
+    use http_body::Body;
+    let bytes = response.body().size_hint().exact().unwrap_or(0);
+    exchange.finish(shared, response.status().as_u16(), action, bytes);
+    response
+}
+
+async fn forward(
+    shared: Arc<Shared>,
+    mut exchange: Exchange,
+    target: Target,
+    mut req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let websocket = is_websocket_upgrade(req.headers());
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+
+    let (mut parts, incoming) = req.into_parts();
+    let uri = match target.upstream_uri() {
+        Ok(uri) => uri,
+        Err(err) => {
+            let response = respond::bad_request(&format!("cannot build the upstream URI: {err}"));
+            return answer(&shared, exchange, response, Action::Error);
+        }
+    };
+    strip_hop_by_hop(&mut parts.headers, websocket);
+    append_via(&mut parts.headers, &shared.via);
+    // RFC 9112 §3.2.2: a proxy replaces Host with the authority of the target URI.
+    match HeaderValue::from_str(target.host_header()) {
+        Ok(host) => {
+            parts.headers.insert(header::HOST, host);
+        }
+        Err(_) => {
+            let response = respond::bad_request("the target's host cannot be sent as a Host field");
+            return answer(&shared, exchange, response, Action::Error);
+        }
+    }
+    parts.uri = uri;
+    // The upstream protocol is negotiated per connection (ALPN), not copied from the client.
+    parts.version = Version::HTTP_11;
+    parts.extensions = http::Extensions::new();
+    let upstream_body = body::boxed(Counted::new(incoming, exchange.request_bytes.clone()));
+    let client = if websocket {
+        &shared.upstream.http1
+    } else {
+        &shared.upstream.general
+    };
+
+    let mut response = match client.request(Request::from_parts(parts, upstream_body)).await {
+        Ok(response) => response,
+        Err(err) => return upstream_failure(&shared, exchange, &target, &err),
+    };
+
+    let upstream_upgrade = (websocket && response.status() == StatusCode::SWITCHING_PROTOCOLS)
+        .then(|| hyper::upgrade::on(&mut response));
+    let (mut parts, incoming) = response.into_parts();
+
+    // 6a. Learn STS — only from a secure response, whose certificate verified (the connector
+    // refuses any other), per RFC 6797 §8.1.
+    let observation = learn::observe(target.scheme.is_secure(), &target.host, &parts.headers);
+    if let Some(update) = &observation.update {
+        shared.hsts.apply(update);
+    }
+    exchange.sts = observation.raw;
+    if let Some(finding) = observation.finding {
+        exchange.add_finding(&shared, finding);
+    }
+
+    // 6b. Audit and rewrite redirects; track redirect chains per client.
+    audit_redirect(&shared, &mut exchange, &mut parts);
+
+    // 7. Relay.
+    let upgraded = upstream_upgrade.is_some();
+    strip_hop_by_hop(&mut parts.headers, upgraded);
+    append_via(&mut parts.headers, &shared.via);
+    parts.version = Version::HTTP_11;
+
+    if let (Some(upstream_upgrade), Some(client_upgrade)) = (upstream_upgrade, client_upgrade) {
+        tokio::spawn(splice_upgrade(client_upgrade, upstream_upgrade, target.url()));
+    }
+
+    let status = parts.status.as_u16();
+    let finisher = shared.clone();
+    let observed = Observed::new(
+        incoming,
+        Box::new(move |bytes, _complete| {
+            exchange.finish(&finisher, status, Action::Forwarded, bytes);
+        }),
+    );
+    Response::from_parts(parts, body::boxed(observed))
+}
+
+/// Step 6b: the redirect audit, applied to the response head.
+fn audit_redirect(shared: &Shared, exchange: &mut Exchange, parts: &mut http::response::Parts) {
+    let is_redirect = parts.status.is_redirection();
+    // Loop tracking needs every exchange of a client with a chain in progress; parsing the
+    // URL is only worth it for redirects or for such clients.
+    if !is_redirect && shared.chains.tracked_clients() == 0 {
+        return;
+    }
+    let Ok(url) = url::Url::parse(&exchange.url) else {
+        return;
+    };
+    let decision = if is_redirect {
+        let hsts = &shared.hsts;
+        let hsts_known = |host: &str| hsts.is_enforced(host);
+        redirect::audit(
+            &exchange.method,
+            &url,
+            parts.status,
+            parts.headers.get(header::LOCATION),
+            shared.config.redirect_policy,
+            &hsts_known,
+        )
+    } else {
+        redirect::RedirectDecision::default()
+    };
+    let original = parts.status.as_u16();
+    decision.apply(parts);
+    if parts.status.as_u16() != original {
+        exchange.rewritten_from = Some(original);
+    }
+    if let Some(finding) = shared
+        .chains
+        .observe(exchange.client.ip(), &url, decision.target.as_ref())
+    {
+        exchange.add_finding(shared, finding);
+    }
+    for finding in decision.findings {
+        exchange.add_finding(shared, finding);
+    }
+}
+
+/// Answers an upstream failure: `504` for a timeout, `502` otherwise, naming host and cause.
+fn upstream_failure(
+    shared: &Shared,
+    exchange: Exchange,
+    target: &Target,
+    err: &hyper_util::client::legacy::Error,
+) -> Response<ProxyBody> {
+    let response = match upstream_error_of(err) {
+        Some(cause) => {
+            shared.metrics.upstream_error(cause.cause());
+            tracing::warn!(target: "strictproxy::upstream", url = %exchange.url, cause = cause.cause(), "{cause}");
+            if cause.is_timeout() {
+                respond::gateway_timeout(&cause.to_string())
+            } else {
+                respond::bad_gateway(&cause.to_string())
+            }
+        }
+        None => {
+            shared.metrics.upstream_error("protocol");
+            let detail = error_chain(err);
+            tracing::warn!(target: "strictproxy::upstream", url = %exchange.url, "upstream {} failed: {detail}", target.authority);
+            respond::bad_gateway(&format!("upstream {} failed: {detail}", target.authority))
+        }
+    };
+    answer(shared, exchange, response, Action::Error)
+}
+
+/// An error and its sources, joined, so the message names the real cause.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        source = inner.source();
+    }
+    text
+}
+
+/// Joins the client's and the upstream's upgraded connections after a `101`.
+async fn splice_upgrade(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    url: String,
+) {
+    let (client, upstream) = tokio::join!(client, upstream);
+    match (client, upstream) {
+        (Ok(client), Ok(upstream)) => {
+            let mut client = TokioIo::new(client);
+            let mut upstream = TokioIo::new(upstream);
+            if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                tracing::debug!(%url, "websocket relay ended: {err}");
+            }
+        }
+        (Err(err), _) | (_, Err(err)) => {
+            tracing::debug!(%url, "websocket upgrade did not complete: {err}");
+        }
+    }
+}

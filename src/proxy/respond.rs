@@ -1,0 +1,126 @@
+//! Every response the proxy makes itself, each built by one named constructor, so the status,
+//! the headers and the wording stay consistent (and a test can pin them in one place).
+//! Bodies are short plain-text sentences that name the cause, since a person reading curl's
+//! output or a browser's error page is who gets them.
+
+use crate::proxy::body::{self, ProxyBody};
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+
+fn text(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    let mut body = String::with_capacity(message.len() + 1);
+    body.push_str(message);
+    body.push('\n');
+    let mut response = Response::new(body::full(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    // The proxy's own answers describe this moment, never something to cache.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `400`: the request (or CONNECT target) is malformed; `message` says how.
+pub fn bad_request(message: &str) -> Response<ProxyBody> {
+    text(StatusCode::BAD_REQUEST, &format!("strictproxy: bad request: {message}"))
+}
+
+/// `407`: credentials are required (RFC 9110 §15.5.8), with the challenge.
+pub fn proxy_auth_required() -> Response<ProxyBody> {
+    let mut response = text(
+        StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+        "strictproxy: proxy authentication required (send Proxy-Authorization: Basic)",
+    );
+    response.headers_mut().insert(
+        header::PROXY_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"strictproxy\", charset=\"UTF-8\""),
+    );
+    response
+}
+
+/// `502`: the upstream could not be reached or trusted; `cause` names the host and why.
+pub fn bad_gateway(cause: &str) -> Response<ProxyBody> {
+    text(StatusCode::BAD_GATEWAY, &format!("strictproxy: bad gateway: {cause}"))
+}
+
+/// `503`: the proxy is at its connection limit (or shutting down).
+pub fn service_unavailable(message: &str) -> Response<ProxyBody> {
+    let mut response = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("strictproxy: service unavailable: {message}"),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// `504`: the upstream did not answer in time.
+pub fn gateway_timeout(cause: &str) -> Response<ProxyBody> {
+    text(StatusCode::GATEWAY_TIMEOUT, &format!("strictproxy: gateway timeout: {cause}"))
+}
+
+/// `508`: the request would come back to this proxy (RFC 5842 §7.2).
+pub fn loop_detected(message: &str) -> Response<ProxyBody> {
+    text(StatusCode::LOOP_DETECTED, &format!("strictproxy: loop detected: {message}"))
+}
+
+/// The `200` that opens a CONNECT tunnel (RFC 9110 §9.3.6: no body, no Content-Length).
+pub fn connect_established() -> Response<ProxyBody> {
+    Response::new(body::empty())
+}
+
+/// The raw bytes of a `503` for a connection refused before any HTTP parsing (the accept loop
+/// is over its connection cap and must not spend more on this client).
+pub const RAW_SERVICE_UNAVAILABLE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 63\r\nRetry-After: 1\r\nConnection: close\r\n\r\nstrictproxy: service unavailable: too many client connections\n";
+
+/// A local page (the CA install page and its downloads).
+pub fn local(content_type: &'static str, bytes: impl Into<bytes::Bytes>) -> Response<ProxyBody> {
+    let mut response = Response::new(body::full(bytes));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The 307 Internal Redirect (built by the HSTS module, which owns its exact shape), with the
+/// proxy's body type.
+pub fn internal_redirect(
+    location: &http::Uri,
+    origin: Option<&HeaderValue>,
+) -> Response<ProxyBody> {
+    crate::hsts::upgrade::internal_redirect(location, origin).map(|()| body::empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_503_content_length_is_exact() {
+        let text = std::str::from_utf8(RAW_SERVICE_UNAVAILABLE).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+    }
+
+    #[test]
+    fn statuses_and_challenge() {
+        assert_eq!(bad_request("x").status(), 400);
+        assert_eq!(bad_gateway("x").status(), 502);
+        assert_eq!(gateway_timeout("x").status(), 504);
+        assert_eq!(loop_detected("x").status(), 508);
+        assert_eq!(service_unavailable("x").status(), 503);
+        let auth = proxy_auth_required();
+        assert_eq!(auth.status(), 407);
+        assert!(auth.headers()["proxy-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic"));
+    }
+}
