@@ -167,7 +167,9 @@ pub fn audit(
         Some(value) => match resolve(request_url, value) {
             Ok(url) => Some(url),
             Err(reason) => {
-                decision.findings.push(bad_location(&subject, value, &reason));
+                decision
+                    .findings
+                    .push(bad_location(&subject, value, &reason));
                 None
             }
         },
@@ -535,8 +537,8 @@ impl RedirectChains {
                 };
                 finding = self.check_loop(client, &mut chain);
                 if entry.chains.len() >= MAX_CHAINS_PER_CLIENT {
-                    if let Some(oldest) = (0..entry.chains.len())
-                        .min_by_key(|&i| entry.chains[i].last_step)
+                    if let Some(oldest) =
+                        (0..entry.chains.len()).min_by_key(|&i| entry.chains[i].last_step)
                     {
                         entry.chains.swap_remove(oldest);
                     }
@@ -674,18 +676,44 @@ mod tests {
             (308, PUT, false, 308), (308, DELETE, false, 308),
         ];
         for (status, method, risky, rewritten) in rows {
-            let expected: Vec<FindingKind> = if *risky { vec![MethodChangeRisk] } else { vec![] };
-            let log = run(method, "https://shop.test/a/form", *status, Some(b"/a/next"), RedirectPolicy::Log);
+            let expected: Vec<FindingKind> = if *risky {
+                vec![MethodChangeRisk]
+            } else {
+                vec![]
+            };
+            let log = run(
+                method,
+                "https://shop.test/a/form",
+                *status,
+                Some(b"/a/next"),
+                RedirectPolicy::Log,
+            );
             assert_eq!(kinds(&log), expected, "log {status} {method}");
-            assert_eq!(log.new_status, None, "log never rewrites: {status} {method}");
+            assert_eq!(
+                log.new_status, None,
+                "log never rewrites: {status} {method}"
+            );
             assert_eq!(log.target, Some(url("https://shop.test/a/next")));
 
-            let rw = run(method, "https://shop.test/a/form", *status, Some(b"/a/next"), RedirectPolicy::Rewrite);
+            let rw = run(
+                method,
+                "https://shop.test/a/form",
+                *status,
+                Some(b"/a/next"),
+                RedirectPolicy::Rewrite,
+            );
             assert_eq!(kinds(&rw), expected, "rewrite {status} {method}");
             let sent = rw.new_status.map_or(*status, |s| s.as_u16());
             assert_eq!(sent, *rewritten, "rewrite {status} {method}");
-            assert_eq!(rw.rewritten_from(StatusCode::from_u16(*status).unwrap()).is_some(), *risky);
-            assert_eq!(rw.new_location, None, "relative Location is passed on unchanged");
+            assert_eq!(
+                rw.rewritten_from(StatusCode::from_u16(*status).unwrap())
+                    .is_some(),
+                *risky
+            );
+            assert_eq!(
+                rw.new_location, None,
+                "relative Location is passed on unchanged"
+            );
         }
     }
 
@@ -750,83 +778,332 @@ mod tests {
     fn audit_table() {
         let rows = [
             // --- cross_origin_body_replay (Fett, Küsters, Schmitz 2016, §3.1) ---
-            row("307 POST to another origin replays the form", POST, "https://rp.test/login", 307, Some(b"https://idp.test/cb"))
-                .kinds(&[CrossOriginBodyReplay]).target("https://idp.test/cb"),
-            row("same under rewrite: passes unchanged", POST, "https://rp.test/login", 307, Some(b"https://idp.test/cb")).rewrite()
-                .kinds(&[CrossOriginBodyReplay]).target("https://idp.test/cb"),
-            row("308 PUT to another origin replays the body", PUT, "https://a.test/x", 308, Some(b"https://b.test/x"))
-                .kinds(&[CrossOriginBodyReplay]).target("https://b.test/x"),
-            row("307 PATCH to another origin replays the body", PATCH, "https://a.test/x", 307, Some(b"https://b.test/x"))
-                .kinds(&[CrossOriginBodyReplay]).target("https://b.test/x"),
-            row("RFC 6454 §4: another port is another origin", POST, "https://a.test/x", 307, Some(b"https://a.test:8443/x"))
-                .kinds(&[CrossOriginBodyReplay]).target("https://a.test:8443/x"),
-            row("307 GET carries no body: nothing replayed", GET, "https://a.test/x", 307, Some(b"https://b.test/x"))
-                .target("https://b.test/x"),
-            row("307 DELETE carries no body", DELETE, "https://a.test/x", 307, Some(b"https://b.test/x"))
-                .target("https://b.test/x"),
-            row("307 POST to the same origin is the intended use of 307", POST, "https://a.test/x", 307, Some(b"https://a.test/y"))
-                .target("https://a.test/y"),
-            row("303 is the fix: GET without body (§15.4.4)", POST, "https://rp.test/login", 303, Some(b"https://idp.test/cb"))
-                .target("https://idp.test/cb"),
-            row("Fetch §4.4: 302 POST becomes GET in browsers, no replay", POST, "https://rp.test/login", 302, Some(b"https://idp.test/cb"))
-                .kinds(&[MethodChangeRisk]).target("https://idp.test/cb"),
-            row("rewrite refuses to turn a cross-origin 302 POST into a replaying 307", POST, "https://rp.test/login", 302, Some(b"https://idp.test/cb")).rewrite()
-                .kinds(&[MethodChangeRisk]).target("https://idp.test/cb"),
-            row("Fetch §4.4: 302 PUT keeps PUT and its body", PUT, "https://a.test/x", 302, Some(b"https://b.test/x"))
-                .kinds(&[MethodChangeRisk, CrossOriginBodyReplay]).target("https://b.test/x"),
-            row("301 PUT cross-origin under rewrite: left as 301", PUT, "https://a.test/x", 301, Some(b"https://b.test/x")).rewrite()
-                .kinds(&[MethodChangeRisk, CrossOriginBodyReplay]).target("https://b.test/x"),
-            row("302 POST same origin under rewrite becomes 307 (§15.4.8)", POST, "https://a.test/x", 302, Some(b"/y")).rewrite()
-                .kinds(&[MethodChangeRisk]).status(307).target("https://a.test/y"),
+            row(
+                "307 POST to another origin replays the form",
+                POST,
+                "https://rp.test/login",
+                307,
+                Some(b"https://idp.test/cb"),
+            )
+            .kinds(&[CrossOriginBodyReplay])
+            .target("https://idp.test/cb"),
+            row(
+                "same under rewrite: passes unchanged",
+                POST,
+                "https://rp.test/login",
+                307,
+                Some(b"https://idp.test/cb"),
+            )
+            .rewrite()
+            .kinds(&[CrossOriginBodyReplay])
+            .target("https://idp.test/cb"),
+            row(
+                "308 PUT to another origin replays the body",
+                PUT,
+                "https://a.test/x",
+                308,
+                Some(b"https://b.test/x"),
+            )
+            .kinds(&[CrossOriginBodyReplay])
+            .target("https://b.test/x"),
+            row(
+                "307 PATCH to another origin replays the body",
+                PATCH,
+                "https://a.test/x",
+                307,
+                Some(b"https://b.test/x"),
+            )
+            .kinds(&[CrossOriginBodyReplay])
+            .target("https://b.test/x"),
+            row(
+                "RFC 6454 §4: another port is another origin",
+                POST,
+                "https://a.test/x",
+                307,
+                Some(b"https://a.test:8443/x"),
+            )
+            .kinds(&[CrossOriginBodyReplay])
+            .target("https://a.test:8443/x"),
+            row(
+                "307 GET carries no body: nothing replayed",
+                GET,
+                "https://a.test/x",
+                307,
+                Some(b"https://b.test/x"),
+            )
+            .target("https://b.test/x"),
+            row(
+                "307 DELETE carries no body",
+                DELETE,
+                "https://a.test/x",
+                307,
+                Some(b"https://b.test/x"),
+            )
+            .target("https://b.test/x"),
+            row(
+                "307 POST to the same origin is the intended use of 307",
+                POST,
+                "https://a.test/x",
+                307,
+                Some(b"https://a.test/y"),
+            )
+            .target("https://a.test/y"),
+            row(
+                "303 is the fix: GET without body (§15.4.4)",
+                POST,
+                "https://rp.test/login",
+                303,
+                Some(b"https://idp.test/cb"),
+            )
+            .target("https://idp.test/cb"),
+            row(
+                "Fetch §4.4: 302 POST becomes GET in browsers, no replay",
+                POST,
+                "https://rp.test/login",
+                302,
+                Some(b"https://idp.test/cb"),
+            )
+            .kinds(&[MethodChangeRisk])
+            .target("https://idp.test/cb"),
+            row(
+                "rewrite refuses to turn a cross-origin 302 POST into a replaying 307",
+                POST,
+                "https://rp.test/login",
+                302,
+                Some(b"https://idp.test/cb"),
+            )
+            .rewrite()
+            .kinds(&[MethodChangeRisk])
+            .target("https://idp.test/cb"),
+            row(
+                "Fetch §4.4: 302 PUT keeps PUT and its body",
+                PUT,
+                "https://a.test/x",
+                302,
+                Some(b"https://b.test/x"),
+            )
+            .kinds(&[MethodChangeRisk, CrossOriginBodyReplay])
+            .target("https://b.test/x"),
+            row(
+                "301 PUT cross-origin under rewrite: left as 301",
+                PUT,
+                "https://a.test/x",
+                301,
+                Some(b"https://b.test/x"),
+            )
+            .rewrite()
+            .kinds(&[MethodChangeRisk, CrossOriginBodyReplay])
+            .target("https://b.test/x"),
+            row(
+                "302 POST same origin under rewrite becomes 307 (§15.4.8)",
+                POST,
+                "https://a.test/x",
+                302,
+                Some(b"/y"),
+            )
+            .rewrite()
+            .kinds(&[MethodChangeRisk])
+            .status(307)
+            .target("https://a.test/y"),
             // --- https_downgrade ---
-            row("https page redirected to http", GET, "https://a.test/", 302, Some(b"http://b.test/"))
-                .kinds(&[HttpsDowngrade]).target("http://b.test/"),
-            row("https to http of the same host, POST 307: body in clear to another origin", POST, "https://a.test/f", 307, Some(b"http://a.test/f"))
-                .kinds(&[CrossOriginBodyReplay, HttpsDowngrade]).target("http://a.test/f"),
-            row("https to ws is a downgrade too", GET, "https://a.test/", 302, Some(b"ws://b.test/s"))
-                .kinds(&[HttpsDowngrade]).target("ws://b.test/s"),
-            row("https to https: fine", GET, "https://a.test/", 302, Some(b"https://b.test/"))
-                .target("https://b.test/"),
-            row("http to http of a host not HSTS-known: nothing to enforce", GET, "http://a.test/", 302, Some(b"http://b.test/"))
-                .target("http://b.test/"),
-            row("RFC 6797 §8.3: http Location to a Known HSTS Host is rewritten", GET, "http://a.test/", 302, Some(b"http://hsts.test/p?q=1"))
-                .kinds(&[HttpsDowngrade]).location("https://hsts.test/p?q=1").target("https://hsts.test/p?q=1"),
-            row("§8.3: explicit port 80 becomes 443", GET, "https://a.test/", 301, Some(b"http://hsts.test:80/"))
-                .kinds(&[HttpsDowngrade]).location("https://hsts.test/").target("https://hsts.test/"),
-            row("§8.3: any other explicit port is kept", GET, "https://a.test/", 301, Some(b"http://hsts.test:8080/x#top"))
-                .kinds(&[HttpsDowngrade]).location("https://hsts.test:8080/x#top").target("https://hsts.test:8080/x#top"),
-            row("network-path reference from http to a Known HSTS Host", GET, "http://a.test/", 302, Some(b"//hsts.test/x"))
-                .kinds(&[HttpsDowngrade]).location("https://hsts.test/x").target("https://hsts.test/x"),
-            row("once upgraded to the same https origin, the 307 POST replays nothing", POST, "https://shop.test/f", 307, Some(b"http://shop.test/g"))
-                .kinds(&[HttpsDowngrade]).location("https://shop.test/g").target("https://shop.test/g"),
-            row("RFC 6797 §8.1.1: IP literals are never HSTS hosts", GET, "http://a.test/", 302, Some(b"http://10.0.0.1/"))
-                .target("http://10.0.0.1/"),
+            row(
+                "https page redirected to http",
+                GET,
+                "https://a.test/",
+                302,
+                Some(b"http://b.test/"),
+            )
+            .kinds(&[HttpsDowngrade])
+            .target("http://b.test/"),
+            row(
+                "https to http of the same host, POST 307: body in clear to another origin",
+                POST,
+                "https://a.test/f",
+                307,
+                Some(b"http://a.test/f"),
+            )
+            .kinds(&[CrossOriginBodyReplay, HttpsDowngrade])
+            .target("http://a.test/f"),
+            row(
+                "https to ws is a downgrade too",
+                GET,
+                "https://a.test/",
+                302,
+                Some(b"ws://b.test/s"),
+            )
+            .kinds(&[HttpsDowngrade])
+            .target("ws://b.test/s"),
+            row(
+                "https to https: fine",
+                GET,
+                "https://a.test/",
+                302,
+                Some(b"https://b.test/"),
+            )
+            .target("https://b.test/"),
+            row(
+                "http to http of a host not HSTS-known: nothing to enforce",
+                GET,
+                "http://a.test/",
+                302,
+                Some(b"http://b.test/"),
+            )
+            .target("http://b.test/"),
+            row(
+                "RFC 6797 §8.3: http Location to a Known HSTS Host is rewritten",
+                GET,
+                "http://a.test/",
+                302,
+                Some(b"http://hsts.test/p?q=1"),
+            )
+            .kinds(&[HttpsDowngrade])
+            .location("https://hsts.test/p?q=1")
+            .target("https://hsts.test/p?q=1"),
+            row(
+                "§8.3: explicit port 80 becomes 443",
+                GET,
+                "https://a.test/",
+                301,
+                Some(b"http://hsts.test:80/"),
+            )
+            .kinds(&[HttpsDowngrade])
+            .location("https://hsts.test/")
+            .target("https://hsts.test/"),
+            row(
+                "§8.3: any other explicit port is kept",
+                GET,
+                "https://a.test/",
+                301,
+                Some(b"http://hsts.test:8080/x#top"),
+            )
+            .kinds(&[HttpsDowngrade])
+            .location("https://hsts.test:8080/x#top")
+            .target("https://hsts.test:8080/x#top"),
+            row(
+                "network-path reference from http to a Known HSTS Host",
+                GET,
+                "http://a.test/",
+                302,
+                Some(b"//hsts.test/x"),
+            )
+            .kinds(&[HttpsDowngrade])
+            .location("https://hsts.test/x")
+            .target("https://hsts.test/x"),
+            row(
+                "once upgraded to the same https origin, the 307 POST replays nothing",
+                POST,
+                "https://shop.test/f",
+                307,
+                Some(b"http://shop.test/g"),
+            )
+            .kinds(&[HttpsDowngrade])
+            .location("https://shop.test/g")
+            .target("https://shop.test/g"),
+            row(
+                "RFC 6797 §8.1.1: IP literals are never HSTS hosts",
+                GET,
+                "http://a.test/",
+                302,
+                Some(b"http://10.0.0.1/"),
+            )
+            .target("http://10.0.0.1/"),
             // --- relative Locations (RFC 9110 §10.2.2) ---
-            row("relative path is resolved for the audit, passed on unchanged", GET, "https://a.test/d/e?x", 302, Some(b"../f?y=1"))
-                .target("https://a.test/f?y=1"),
-            row("RFC 3986 §5.2: an empty reference is the request URL itself", GET, "https://a.test/d", 302, Some(b""))
-                .target("https://a.test/d"),
-            row("browsers decode a UTF-8 Location and percent-encode it", GET, "https://a.test/", 302, Some("/café".as_bytes()))
-                .target("https://a.test/caf%C3%A9"),
+            row(
+                "relative path is resolved for the audit, passed on unchanged",
+                GET,
+                "https://a.test/d/e?x",
+                302,
+                Some(b"../f?y=1"),
+            )
+            .target("https://a.test/f?y=1"),
+            row(
+                "RFC 3986 §5.2: an empty reference is the request URL itself",
+                GET,
+                "https://a.test/d",
+                302,
+                Some(b""),
+            )
+            .target("https://a.test/d"),
+            row(
+                "browsers decode a UTF-8 Location and percent-encode it",
+                GET,
+                "https://a.test/",
+                302,
+                Some("/café".as_bytes()),
+            )
+            .target("https://a.test/caf%C3%A9"),
             // --- missing_location / bad_location ---
-            row("RFC 9110 §15.4: a redirect without Location", GET, "https://a.test/", 302, None)
-                .kinds(&[MissingLocation]),
-            row("§15.4.1: 300 without Location has nothing to follow", GET, "https://a.test/", 300, None)
-                .kinds(&[MissingLocation]),
-            row("302 POST without Location: both problems are reported", POST, "https://a.test/", 302, None)
-                .kinds(&[MethodChangeRisk, MissingLocation]),
-            row("WHATWG URL: a space in the host is invalid", GET, "https://a.test/", 302, Some(b"http://exa mple.test/"))
-                .kinds(&[BadLocation]),
-            row("unterminated IPv6 literal", GET, "https://a.test/", 302, Some(b"http://[::1/"))
-                .kinds(&[BadLocation]),
-            row("empty host", GET, "https://a.test/", 302, Some(b"https://"))
-                .kinds(&[BadLocation]),
-            row("non-UTF-8 bytes (obs-text) have no agreed meaning", GET, "https://a.test/", 302, Some(b"/caf\xe9"))
-                .kinds(&[BadLocation]),
+            row(
+                "RFC 9110 §15.4: a redirect without Location",
+                GET,
+                "https://a.test/",
+                302,
+                None,
+            )
+            .kinds(&[MissingLocation]),
+            row(
+                "§15.4.1: 300 without Location has nothing to follow",
+                GET,
+                "https://a.test/",
+                300,
+                None,
+            )
+            .kinds(&[MissingLocation]),
+            row(
+                "302 POST without Location: both problems are reported",
+                POST,
+                "https://a.test/",
+                302,
+                None,
+            )
+            .kinds(&[MethodChangeRisk, MissingLocation]),
+            row(
+                "WHATWG URL: a space in the host is invalid",
+                GET,
+                "https://a.test/",
+                302,
+                Some(b"http://exa mple.test/"),
+            )
+            .kinds(&[BadLocation]),
+            row(
+                "unterminated IPv6 literal",
+                GET,
+                "https://a.test/",
+                302,
+                Some(b"http://[::1/"),
+            )
+            .kinds(&[BadLocation]),
+            row("empty host", GET, "https://a.test/", 302, Some(b"https://")).kinds(&[BadLocation]),
+            row(
+                "non-UTF-8 bytes (obs-text) have no agreed meaning",
+                GET,
+                "https://a.test/",
+                302,
+                Some(b"/caf\xe9"),
+            )
+            .kinds(&[BadLocation]),
             // --- responses that are not audited ---
-            row("RFC 9110 §15.4.5: 304 is a cache answer, no Location needed", GET, "https://a.test/", 304, None),
-            row("304 with an http Location is still no redirect", GET, "https://a.test/", 304, Some(b"http://b.test/")),
-            row("201 Created carries a Location but is no redirect", POST, "https://a.test/", 201, Some(b"http://b.test/new")),
+            row(
+                "RFC 9110 §15.4.5: 304 is a cache answer, no Location needed",
+                GET,
+                "https://a.test/",
+                304,
+                None,
+            ),
+            row(
+                "304 with an http Location is still no redirect",
+                GET,
+                "https://a.test/",
+                304,
+                Some(b"http://b.test/"),
+            ),
+            row(
+                "201 Created carries a Location but is no redirect",
+                POST,
+                "https://a.test/",
+                201,
+                Some(b"http://b.test/new"),
+            ),
             row("200 is no redirect", POST, "https://a.test/", 200, None),
         ];
         for r in rows {
@@ -847,35 +1124,101 @@ mod tests {
 
     #[test]
     fn detail_sentences_say_what_to_fix() {
-        let d = run(&POST, "https://shop.test/login", 302, Some(b"/account"), RedirectPolicy::Log);
+        let d = run(
+            &POST,
+            "https://shop.test/login",
+            302,
+            Some(b"/account"),
+            RedirectPolicy::Log,
+        );
         assert_eq!(
             d.findings[0].detail,
             "POST https://shop.test/login answered 302 → use 303 to switch to GET on purpose, or 307 to keep POST"
         );
-        let d = run(&PUT, "https://shop.test/item", 301, Some(b"/item2"), RedirectPolicy::Rewrite);
-        assert!(d.findings[0].detail.contains("or 308 to keep PUT"), "{}", d.findings[0].detail);
-        assert!(d.findings[0].detail.contains("rewrote it to 308"), "{}", d.findings[0].detail);
+        let d = run(
+            &PUT,
+            "https://shop.test/item",
+            301,
+            Some(b"/item2"),
+            RedirectPolicy::Rewrite,
+        );
+        assert!(
+            d.findings[0].detail.contains("or 308 to keep PUT"),
+            "{}",
+            d.findings[0].detail
+        );
+        assert!(
+            d.findings[0].detail.contains("rewrote it to 308"),
+            "{}",
+            d.findings[0].detail
+        );
 
-        let d = run(&POST, "https://rp.test/login", 302, Some(b"https://idp.test/cb"), RedirectPolicy::Rewrite);
-        assert!(d.findings[0].detail.contains("not rewritten to 307"), "{}", d.findings[0].detail);
-        assert!(d.findings[0].detail.contains("https://idp.test"), "{}", d.findings[0].detail);
+        let d = run(
+            &POST,
+            "https://rp.test/login",
+            302,
+            Some(b"https://idp.test/cb"),
+            RedirectPolicy::Rewrite,
+        );
+        assert!(
+            d.findings[0].detail.contains("not rewritten to 307"),
+            "{}",
+            d.findings[0].detail
+        );
+        assert!(
+            d.findings[0].detail.contains("https://idp.test"),
+            "{}",
+            d.findings[0].detail
+        );
 
-        let d = run(&POST, "https://rp.test/login", 307, Some(b"https://idp.test/cb"), RedirectPolicy::Log);
+        let d = run(
+            &POST,
+            "https://rp.test/login",
+            307,
+            Some(b"https://idp.test/cb"),
+            RedirectPolicy::Log,
+        );
         let detail = &d.findings[0].detail;
-        assert!(detail.starts_with("POST https://rp.test/login answered 307"), "{detail}");
-        assert!(detail.contains("https://idp.test") && detail.contains("answer 303"), "{detail}");
+        assert!(
+            detail.starts_with("POST https://rp.test/login answered 307"),
+            "{detail}"
+        );
+        assert!(
+            detail.contains("https://idp.test") && detail.contains("answer 303"),
+            "{detail}"
+        );
 
-        let d = run(&GET, "http://a.test/", 302, Some(b"http://hsts.test/"), RedirectPolicy::Log);
-        assert!(d.findings[0].detail.contains("rewrote Location to https://hsts.test/"));
+        let d = run(
+            &GET,
+            "http://a.test/",
+            302,
+            Some(b"http://hsts.test/"),
+            RedirectPolicy::Log,
+        );
+        assert!(d.findings[0]
+            .detail
+            .contains("rewrote Location to https://hsts.test/"));
 
         let long = format!("http://exa mple.test/{}", "x".repeat(5000));
-        let d = run(&GET, "https://a.test/", 302, Some(long.as_bytes()), RedirectPolicy::Log);
+        let d = run(
+            &GET,
+            "https://a.test/",
+            302,
+            Some(long.as_bytes()),
+            RedirectPolicy::Log,
+        );
         assert!(d.findings[0].detail.len() < 600, "quoted Location is cut");
     }
 
     #[test]
     fn non_redirect_is_empty_and_allocates_nothing() {
-        let d = run(&GET, "https://a.test/", 200, Some(b"/x"), RedirectPolicy::Rewrite);
+        let d = run(
+            &GET,
+            "https://a.test/",
+            200,
+            Some(b"/x"),
+            RedirectPolicy::Rewrite,
+        );
         assert_eq!(d, RedirectDecision::default());
         assert_eq!(d.findings.capacity(), 0);
         assert!(d.is_unchanged());
@@ -884,7 +1227,13 @@ mod tests {
     #[test]
     fn apply_sets_status_location_and_drops_reason_phrase() {
         // Same origin once the Location is moved to https: both the status and Location change.
-        let d = run(&POST, "https://shop.test/f", 302, Some(b"http://shop.test/x"), RedirectPolicy::Rewrite);
+        let d = run(
+            &POST,
+            "https://shop.test/f",
+            302,
+            Some(b"http://shop.test/x"),
+            RedirectPolicy::Rewrite,
+        );
         let mut parts = http::Response::builder()
             .status(302)
             .header(LOCATION, "http://shop.test/x")
@@ -916,14 +1265,26 @@ mod tests {
     #[test]
     fn policy_names() {
         assert_eq!(RedirectPolicy::default(), RedirectPolicy::Log);
-        for (text, policy) in [("log", RedirectPolicy::Log), ("rewrite", RedirectPolicy::Rewrite)] {
+        for (text, policy) in [
+            ("log", RedirectPolicy::Log),
+            ("rewrite", RedirectPolicy::Rewrite),
+        ] {
             assert_eq!(text.parse::<RedirectPolicy>(), Ok(policy));
             assert_eq!(policy.to_string(), text);
-            assert_eq!(serde_json::to_string(&policy).unwrap(), format!("\"{text}\""));
-            assert_eq!(serde_json::from_str::<RedirectPolicy>(&format!("\"{text}\"")).unwrap(), policy);
+            assert_eq!(
+                serde_json::to_string(&policy).unwrap(),
+                format!("\"{text}\"")
+            );
+            assert_eq!(
+                serde_json::from_str::<RedirectPolicy>(&format!("\"{text}\"")).unwrap(),
+                policy
+            );
         }
         let err = "fix".parse::<RedirectPolicy>().unwrap_err().to_string();
-        assert!(err.contains("\"log\"") && err.contains("\"rewrite\"") && err.contains("fix"), "{err}");
+        assert!(
+            err.contains("\"log\"") && err.contains("\"rewrite\"") && err.contains("fix"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -949,7 +1310,12 @@ mod tests {
         assert_eq!(c.observe(ip(1), &a, Some(&b)), None);
         let f = c.observe(ip(1), &b, Some(&a)).expect("loop");
         assert_eq!(f.kind, RedirectLoop);
-        assert!(f.detail.contains("https://a.test/ → https://b.test/ → https://a.test/"), "{}", f.detail);
+        assert!(
+            f.detail
+                .contains("https://a.test/ → https://b.test/ → https://a.test/"),
+            "{}",
+            f.detail
+        );
         assert!(f.detail.contains("2 redirects"), "{}", f.detail);
     }
 
@@ -975,7 +1341,9 @@ mod tests {
     #[test]
     fn straight_chain_ends_without_finding() {
         let c = chains();
-        let urls: Vec<Url> = (0..5).map(|i| url(&format!("https://a.test/{i}"))).collect();
+        let urls: Vec<Url> = (0..5)
+            .map(|i| url(&format!("https://a.test/{i}")))
+            .collect();
         for w in urls.windows(2) {
             assert_eq!(c.observe(ip(1), &w[0], Some(&w[1])), None);
         }
@@ -988,7 +1356,9 @@ mod tests {
     #[test]
     fn chain_keeps_only_the_last_max_chain_urls() {
         let c = chains();
-        let urls: Vec<Url> = (0..31).map(|i| url(&format!("https://a.test/{i}"))).collect();
+        let urls: Vec<Url> = (0..31)
+            .map(|i| url(&format!("https://a.test/{i}")))
+            .collect();
         for w in urls.windows(2).take(29) {
             assert_eq!(c.observe(ip(1), &w[0], Some(&w[1])), None);
         }
@@ -1013,7 +1383,11 @@ mod tests {
     #[test]
     fn unrelated_requests_do_not_break_a_chain() {
         let c = chains();
-        let (a, b, css) = (url("https://a.test/"), url("https://b.test/"), url("https://a.test/x.css"));
+        let (a, b, css) = (
+            url("https://a.test/"),
+            url("https://b.test/"),
+            url("https://a.test/x.css"),
+        );
         c.observe(ip(1), &a, Some(&b));
         assert_eq!(c.observe(ip(1), &css, None), None);
         assert!(c.observe(ip(1), &b, Some(&a)).is_some());
@@ -1025,7 +1399,11 @@ mod tests {
         let (a, b) = (url("https://a.test/"), url("https://b.test/"));
         c.observe(ip(1), &a, Some(&b));
         assert_eq!(c.observe(ip(1), &b, None), None);
-        assert_eq!(c.observe(ip(1), &b, Some(&a)), None, "new chain starting at B");
+        assert_eq!(
+            c.observe(ip(1), &b, Some(&a)),
+            None,
+            "new chain starting at B"
+        );
     }
 
     #[test]
@@ -1033,7 +1411,9 @@ mod tests {
         let c = chains();
         let (a, b) = (url("https://a.test/"), url("https://b.test/#top"));
         c.observe(ip(1), &a, Some(&b));
-        assert!(c.observe(ip(1), &url("https://b.test/"), Some(&a)).is_some());
+        assert!(c
+            .observe(ip(1), &url("https://b.test/"), Some(&a))
+            .is_some());
     }
 
     #[test]
@@ -1055,7 +1435,10 @@ mod tests {
             c.observe_at(ip(i), &a, Some(&b), t0 + Duration::from_millis(i.into()));
         }
         assert_eq!(c.tracked_clients(), 2);
-        assert!(c.clients.get(&ip(1)).is_none(), "the least recently active client went first");
+        assert!(
+            c.clients.get(&ip(1)).is_none(),
+            "the least recently active client went first"
+        );
         let mut chains_of_one = RedirectChains::new(MAX_REDIRECTS, 10, Duration::from_secs(30));
         chains_of_one.max_chain = MAX_REDIRECTS;
         for i in 0..40 {

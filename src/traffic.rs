@@ -154,23 +154,24 @@ fn millis3<S: serde::Serializer>(ms: &f64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(round3(*ms))
 }
 
+/// A timestamp as the log writes it: RFC 3339, UTC, milliseconds ("2024-05-01T10:00:00.123Z").
+/// Fails only for years outside 0000–9999.
+pub fn format_ts(ts: OffsetDateTime) -> Result<String, time::error::Format> {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    ts.to_offset(time::UtcOffset::UTC).format(&format)
+}
+
 /// `ts` as RFC 3339, UTC, millisecond precision ("2024-05-01T10:00:00.123Z"): sortable as text,
 /// and what HAR's `startedDateTime` and most log tools expect.
 mod rfc3339_millis {
     use serde::{de::Error as _, ser::Error as _, Deserialize, Deserializer, Serializer};
     use time::format_description::well_known::Rfc3339;
-    use time::macros::format_description;
-    use time::{OffsetDateTime, UtcOffset};
+    use time::OffsetDateTime;
 
     pub fn serialize<S: Serializer>(ts: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
-        let format = format_description!(
-            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-        );
-        let text = ts
-            .to_offset(UtcOffset::UTC)
-            .format(&format)
-            .map_err(S::Error::custom)?;
-        s.serialize_str(&text)
+        s.serialize_str(&super::format_ts(*ts).map_err(S::Error::custom)?)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
@@ -546,8 +547,14 @@ mod tests {
 
     #[test]
     fn durations_are_rounded_to_microseconds() {
-        assert_eq!(TrafficRecord::duration_ms_of(Duration::from_micros(1_234_567)), 1234.567);
-        assert_eq!(TrafficRecord::duration_ms_of(Duration::from_nanos(1_500)), 0.002);
+        assert_eq!(
+            TrafficRecord::duration_ms_of(Duration::from_micros(1_234_567)),
+            1234.567
+        );
+        assert_eq!(
+            TrafficRecord::duration_ms_of(Duration::from_nanos(1_500)),
+            0.002
+        );
         let mut r = rec("x");
         r.duration_ms = f64::NAN;
         let v = serde_json::to_value(&r).unwrap();
@@ -574,7 +581,8 @@ mod tests {
                     for i in 0..100 {
                         let mut r = rec(&format!("https://t{t}.test/{i}"));
                         // Long, varied lines make a torn or interleaved write visible.
-                        r.findings = vec![Finding::new(FindingKind::RedirectLoop, "x".repeat(i * 7))];
+                        r.findings =
+                            vec![Finding::new(FindingKind::RedirectLoop, "x".repeat(i * 7))];
                         log.record(r);
                         if i % 10 == 0 {
                             tokio::task::yield_now().await;
@@ -676,12 +684,17 @@ mod tests {
 
     #[test]
     fn open_errors_are_clear() {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let _enter = rt.enter();
         let err = TrafficLog::open(Path::new("/nonexistent-dir/t.jsonl"))
             .err()
             .unwrap();
-        assert!(err.to_string().contains("/nonexistent-dir/t.jsonl"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent-dir/t.jsonl"),
+            "{err}"
+        );
         drop(_enter);
         let err = TrafficLog::open(Path::new("/tmp/x.jsonl")).err().unwrap();
         assert!(matches!(err, TrafficError::NoRuntime(_)));

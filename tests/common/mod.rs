@@ -192,6 +192,7 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 
 /// The origin's routes:
 /// - `/status/{code}?location=URL` — that status, with Location when given
+/// - `/cycle/{i}/{k}` — 302 to `/cycle/{i+1 mod k}/{k}` (a redirect loop)
 /// - `/sts?v=VALUE` — 200 with `Strict-Transport-Security: VALUE` (twice with `&v2=`)
 /// - `/big/{n}` — n bytes, streamed in 64 KiB chunks
 /// - `/ws` — WebSocket echo
@@ -249,6 +250,19 @@ async fn route(
                 .headers_mut()
                 .insert("location", location.parse().unwrap());
         }
+        return Ok(response);
+    }
+    if let Some(rest) = path.strip_prefix("/cycle/") {
+        // `/cycle/{i}/{k}` redirects to `/cycle/{i+1 mod k}/{k}`: a redirect loop of length k.
+        let mut parts = rest.split('/');
+        let i: u32 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let k: u32 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(2).max(1);
+        let mut response = Response::new(full("cycle\n"));
+        *response.status_mut() = StatusCode::FOUND;
+        response.headers_mut().insert(
+            "location",
+            format!("/cycle/{}/{k}", (i + 1) % k).parse().unwrap(),
+        );
         return Ok(response);
     }
     if path == "/sts" {
