@@ -46,7 +46,10 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                 async move { Ok::<_, Infallible>(route(&shared, req).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(err) = builder.serve_connection(TokioIo::new(stream), service).await {
+            if let Err(err) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
                 tracing::debug!(%peer, "admin connection ended: {err}");
             }
         });
@@ -65,7 +68,9 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     match (method, path.as_str()) {
-        (Method::GET, "/hsts" | "/hsts/") => json_response(StatusCode::OK, &shared.hsts.dynamic_entries()),
+        (Method::GET, "/hsts" | "/hsts/") => {
+            json_response(StatusCode::OK, &shared.hsts.dynamic_entries())
+        }
         (Method::GET, "/metrics") => {
             let text = shared.metrics.render(
                 shared.hsts.counts(),
@@ -75,7 +80,9 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> {
             let mut response = Response::new(body::full(text));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
             );
             response
         }
@@ -90,7 +97,10 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> {
         (method, path) if path.starts_with("/hsts/") => {
             let raw = &path["/hsts/".len()..];
             let Some(host) = normalize_host(raw).map(|h| h.into_owned()) else {
-                return error(StatusCode::BAD_REQUEST, &format!("`{raw}` is not a valid host name"));
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("`{raw}` is not a valid host name"),
+                );
             };
             match method {
                 Method::GET => {
@@ -111,7 +121,10 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> {
                         )
                     }
                 }
-                _ => error(StatusCode::METHOD_NOT_ALLOWED, "use GET, PUT or DELETE on /hsts/{host}"),
+                _ => error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "use GET, PUT or DELETE on /hsts/{host}",
+                ),
             }
         }
         _ => error(
@@ -124,7 +137,12 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> {
 async fn put_entry(shared: &Shared, host: &str, req: Request<Incoming>) -> Response<ProxyBody> {
     let bytes: Bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(err) => return error(StatusCode::BAD_REQUEST, &format!("cannot read the body: {err}")),
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("cannot read the body: {err}"),
+            )
+        }
     };
     let entry: PutEntry = match serde_json::from_slice(&bytes) {
         Ok(entry) => entry,
@@ -144,7 +162,10 @@ async fn put_entry(shared: &Shared, host: &str, req: Request<Incoming>) -> Respo
     }
 }
 
-fn json_response<T: serde::Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<ProxyBody> {
+fn json_response<T: serde::Serialize + ?Sized>(
+    status: StatusCode,
+    value: &T,
+) -> Response<ProxyBody> {
     let text = serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec());
     let mut response = Response::new(body::full(text));
     *response.status_mut() = status;

@@ -90,6 +90,7 @@ const SELF_TEST_NAME: &str = "strictproxy-self-test.invalid";
 /// upstream's): at start-up they stop the process, per connection they end the interception.
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
+    /// A file or directory of the CA could not be read, written or created.
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         action: &'static str,
@@ -97,22 +98,29 @@ pub enum CaError {
         #[source]
         source: io::Error,
     },
+    /// Only one of `ca.pem` and `ca-key.pem` exists; generating a new pair would silently
+    /// replace a CA the user already trusts.
     #[error(
         "found {} but not {}: restore the missing file, or delete {} to generate a new CA \
          (clients must then trust the new ca.pem)",
         present.display(), missing.display(), present.display()
     )]
     OnlyOneFile { present: PathBuf, missing: PathBuf },
+    /// The CA key is open to group or others (Unix mode bits).
     #[error(
-        "the CA key {} has mode {mode:04o} and is readable by group or others; anyone who can \
-         read it can impersonate every site to this machine. Fix it with: chmod 600 {}",
+        "the CA key {} has mode {mode:04o}, which lets group or others read or change it; \
+         anyone who can read it can impersonate every site to every client that trusts the CA. \
+         Fix it with: chmod 600 {}",
         path.display(), path.display()
     )]
     KeyPermissions { path: PathBuf, mode: u32 },
+    /// `ca.pem` is not a usable CA certificate.
     #[error("cannot use the CA certificate {}: {reason}", path.display())]
     BadCert { path: PathBuf, reason: String },
+    /// `ca-key.pem` is not a usable private key.
     #[error("cannot use the CA key {}: {reason}", path.display())]
     BadKey { path: PathBuf, reason: String },
+    /// A leaf signed with the key does not verify against the certificate.
     #[error(
         "a test leaf signed with {} does not verify against {}: {reason}; the key does not \
          belong to that certificate",
@@ -123,6 +131,7 @@ pub enum CaError {
         key: PathBuf,
         reason: String,
     },
+    /// The CA certificate is past its `notAfter`.
     #[error(
         "the CA certificate {} expired on {not_after}: delete {} and {} to generate a new CA \
          (clients must then trust the new ca.pem)",
@@ -133,18 +142,23 @@ pub enum CaError {
         key: PathBuf,
         not_after: OffsetDateTime,
     },
+    /// Key or certificate generation failed.
     #[error("cannot generate the CA: {0}")]
     Generate(#[source] rcgen::Error),
+    /// The name to mint for is neither a valid DNS name nor an IP address.
     #[error("cannot mint a certificate for {name:?}: {reason}")]
     InvalidName { name: String, reason: String },
+    /// Signing a leaf failed.
     #[error("cannot mint a certificate for {name}: {source}")]
     Mint {
         name: String,
         #[source]
         source: rcgen::Error,
     },
+    /// rustls refused a key or configuration.
     #[error("cannot build the TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
+    /// The system random number generator failed.
     #[error("the system random number generator failed")]
     Random,
 }

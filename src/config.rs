@@ -76,6 +76,7 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     pub leaf_cache_size: Option<usize>,
     pub max_header_bytes: Option<usize>,
+    pub max_uri_bytes: Option<usize>,
 }
 
 /// The validated settings the proxy runs with.
@@ -109,7 +110,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Time a client has to send a complete request head (slowloris guard).
     pub header_read_timeout: Duration,
-    /// Time an idle keep-alive client connection is kept open.
+    /// Time a client connection (HTTP/2, tunnel, WebSocket) may go without any traffic. An
+    /// idle HTTP/1.1 connection waiting for its next request is bounded by
+    /// `header_read_timeout` (hyper starts that timer as soon as it waits for a head).
     pub idle_timeout: Duration,
     /// Time allowed for the TCP connect to an upstream.
     pub connect_timeout: Duration,
@@ -123,6 +126,8 @@ pub struct Config {
     pub leaf_cache_size: usize,
     /// Largest request head accepted (request line plus headers), in bytes.
     pub max_header_bytes: usize,
+    /// Longest request target accepted, in bytes; past it the answer is `414`.
+    pub max_uri_bytes: usize,
 }
 
 /// Values given on the command line; each one, when present, wins over the file.
@@ -236,12 +241,10 @@ impl Config {
             .clone()
             .or(pick!(log_format))
             .unwrap_or_else(|| "text".to_string());
-        let log_format = log_text
-            .parse()
-            .map_err(|message| ConfigError::Invalid {
-                key: "log_format",
-                message,
-            })?;
+        let log_format = log_text.parse().map_err(|message| ConfigError::Invalid {
+            key: "log_format",
+            message,
+        })?;
 
         let secs = |key: &'static str, value: Option<u64>, default: u64| {
             let value = value.unwrap_or(default);
@@ -297,7 +300,7 @@ impl Config {
                 pick!(header_read_timeout_secs),
                 10,
             )?,
-            idle_timeout: secs("idle_timeout_secs", pick!(idle_timeout_secs), 90)?,
+            idle_timeout: secs("idle_timeout_secs", pick!(idle_timeout_secs), 300)?,
             connect_timeout: secs("connect_timeout_secs", pick!(connect_timeout_secs), 10)?,
             tls_handshake_timeout: secs(
                 "tls_handshake_timeout_secs",
@@ -308,6 +311,7 @@ impl Config {
             max_connections: positive("max_connections", pick!(max_connections), 4096)?,
             leaf_cache_size: positive("leaf_cache_size", pick!(leaf_cache_size), 1024)?,
             max_header_bytes: positive("max_header_bytes", pick!(max_header_bytes), 64 * 1024)?,
+            max_uri_bytes: positive("max_uri_bytes", pick!(max_uri_bytes), 16 * 1024)?,
         };
         config.check_exposure()?;
         Ok(config)
@@ -356,9 +360,7 @@ fn list<T: Clone>(cli: &[T], file: &Option<Vec<T>>, default: &Option<Vec<T>>) ->
     if !cli.is_empty() {
         cli.to_vec()
     } else {
-        file.clone()
-            .or_else(|| default.clone())
-            .unwrap_or_default()
+        file.clone().or_else(|| default.clone()).unwrap_or_default()
     }
 }
 
@@ -452,7 +454,10 @@ mod tests {
         let from_file = Config::load(Some(&path), &Overrides::default()).unwrap();
         assert_eq!(from_file.listen.port(), 9000);
         assert_eq!(from_file.redirect_policy, RedirectPolicy::Rewrite);
-        assert_eq!(from_file.resolve["a.test"], "127.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            from_file.resolve["a.test"],
+            "127.0.0.2".parse::<IpAddr>().unwrap()
+        );
         let overrides = Overrides {
             listen: Some("127.0.0.1:9001".into()),
             redirect_policy: Some("log".into()),
@@ -466,16 +471,70 @@ mod tests {
     #[test]
     fn bad_values_name_the_key() {
         let cases: Vec<(Overrides, &str)> = vec![
-            (Overrides { listen: Some("nowhere".into()), ..Default::default() }, "listen"),
-            (Overrides { redirect_policy: Some("maybe".into()), ..Default::default() }, "redirect_policy"),
-            (Overrides { resolve: vec!["a.test".into()], ..Default::default() }, "resolve"),
-            (Overrides { resolve: vec!["a.test=banana".into()], ..Default::default() }, "resolve"),
-            (Overrides { passthrough: vec!["a*b".into()], ..Default::default() }, "passthrough"),
-            (Overrides { auth: Some("nopass".into()), ..Default::default() }, "auth"),
-            (Overrides { log_format: Some("xml".into()), ..Default::default() }, "log_format"),
-            (Overrides { admin: Some("0.0.0.0:9".into()), ..Default::default() }, "admin"),
+            (
+                Overrides {
+                    listen: Some("nowhere".into()),
+                    ..Default::default()
+                },
+                "listen",
+            ),
+            (
+                Overrides {
+                    redirect_policy: Some("maybe".into()),
+                    ..Default::default()
+                },
+                "redirect_policy",
+            ),
+            (
+                Overrides {
+                    resolve: vec!["a.test".into()],
+                    ..Default::default()
+                },
+                "resolve",
+            ),
+            (
+                Overrides {
+                    resolve: vec!["a.test=banana".into()],
+                    ..Default::default()
+                },
+                "resolve",
+            ),
+            (
+                Overrides {
+                    passthrough: vec!["a*b".into()],
+                    ..Default::default()
+                },
+                "passthrough",
+            ),
+            (
+                Overrides {
+                    auth: Some("nopass".into()),
+                    ..Default::default()
+                },
+                "auth",
+            ),
+            (
+                Overrides {
+                    log_format: Some("xml".into()),
+                    ..Default::default()
+                },
+                "log_format",
+            ),
+            (
+                Overrides {
+                    admin: Some("0.0.0.0:9".into()),
+                    ..Default::default()
+                },
+                "admin",
+            ),
             // A non-loopback listener needs credentials or explicit consent.
-            (Overrides { listen: Some("0.0.0.0:8080".into()), ..Default::default() }, "listen"),
+            (
+                Overrides {
+                    listen: Some("0.0.0.0:8080".into()),
+                    ..Default::default()
+                },
+                "listen",
+            ),
         ];
         for (overrides, key) in cases {
             let err = with(overrides).unwrap_err().to_string();
@@ -488,7 +547,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, "lisen = \"127.0.0.1:9000\"\n").unwrap();
-        let err = Config::load(Some(&path), &Overrides::default()).unwrap_err().to_string();
+        let err = Config::load(Some(&path), &Overrides::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("lisen"), "{err}");
     }
 
@@ -521,7 +582,11 @@ mod tests {
             ("*.example.com", "example.com.evil", false),
         ];
         for (pattern, host, expected) in rows {
-            assert_eq!(passthrough_matches(pattern, host), expected, "{pattern} {host}");
+            assert_eq!(
+                passthrough_matches(pattern, host),
+                expected,
+                "{pattern} {host}"
+            );
         }
     }
 }

@@ -1,2 +1,4 @@
 //! placeholder: the lab (being written).
-pub async fn run(_config: crate::config::Config) -> Result<(), std::io::Error> { Ok(()) }
+pub async fn run(_config: crate::config::Config) -> Result<(), std::io::Error> {
+    Ok(())
+}

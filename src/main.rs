@@ -215,7 +215,10 @@ async fn serve(config: Config) -> Result<()> {
             proxy.addr
         )?;
         match proxy.admin_addr {
-            Some(admin) => writeln!(out, "  admin API: http://{admin}/hsts  http://{admin}/metrics")?,
+            Some(admin) => writeln!(
+                out,
+                "  admin API: http://{admin}/hsts  http://{admin}/metrics"
+            )?,
             None => writeln!(out, "  admin API: off (enable with --admin 127.0.0.1:8081)")?,
         }
         writeln!(
@@ -226,7 +229,9 @@ async fn serve(config: Config) -> Result<()> {
         out.flush()?;
     }
     wait_for_shutdown(&proxy).await?;
-    tracing::info!("shutting down: draining requests, then writing the HSTS store and the traffic log");
+    tracing::info!(
+        "shutting down: draining requests, then writing the HSTS store and the traffic log"
+    );
     proxy.shutdown().await;
     Ok(())
 }
@@ -250,7 +255,9 @@ async fn wait_for_shutdown(proxy: &strictproxy::proxy::RunningProxy) -> Result<(
 
 #[cfg(not(unix))]
 async fn wait_for_shutdown(_proxy: &strictproxy::proxy::RunningProxy) -> Result<()> {
-    tokio::signal::ctrl_c().await.context("cannot watch Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot watch Ctrl-C")?;
     Ok(())
 }
 
@@ -268,12 +275,17 @@ fn hsts_command(config: &Config, action: HstsAction) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match action {
         HstsAction::List => {
-            writeln!(out, "{}", serde_json::to_string_pretty(&store.dynamic_entries())?)?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&store.dynamic_entries())?
+            )?;
         }
         HstsAction::Query { host } => {
             let host = domain_of(&host)?;
             let entry = store.lookup(&host);
-            let value = serde_json::json!({"host": host, "enforced": entry.is_some(), "entry": entry});
+            let value =
+                serde_json::json!({"host": host, "enforced": entry.is_some(), "entry": entry});
             writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
         }
         HstsAction::Add {

@@ -111,9 +111,9 @@ impl Metrics {
             open_connections.clone(),
         );
         // From 0.5 ms to ~16 s: a locally answered redirect up to a slow upstream.
-        let latency = Histogram::new(
-            prometheus_client::metrics::histogram::exponential_buckets(0.0005, 2.0, 16),
-        );
+        let latency = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+            0.0005, 2.0, 16,
+        ));
         registry.register(
             "request_duration_seconds",
             "Time from request received to response body finished",
@@ -162,7 +162,9 @@ impl Metrics {
     }
 
     pub fn tls_handshake(&self, outcome: &'static str) {
-        self.tls_handshakes.get_or_create(&Outcome { outcome }).inc();
+        self.tls_handshakes
+            .get_or_create(&Outcome { outcome })
+            .inc();
     }
 
     pub fn connection_opened(&self) {
@@ -175,9 +177,18 @@ impl Metrics {
 
     /// Encodes every metric in the Prometheus/OpenMetrics text format, after refreshing the
     /// gauges that are read from elsewhere.
-    pub fn render(&self, hsts_counts: (usize, usize, usize), leaf_hits: u64, leaf_misses: u64) -> String {
+    pub fn render(
+        &self,
+        hsts_counts: (usize, usize, usize),
+        leaf_hits: u64,
+        leaf_misses: u64,
+    ) -> String {
         let (learned, manual, preload) = hsts_counts;
-        for (source, count) in [("learned", learned), ("manual", manual), ("preload", preload)] {
+        for (source, count) in [
+            ("learned", learned),
+            ("manual", manual),
+            ("preload", preload),
+        ] {
             self.hsts_entries
                 .get_or_create(&Source { source })
                 .set(count as i64);

@@ -195,11 +195,12 @@ pub fn audit(
 
     // The body goes to another origin only if the client follows, so the origin is compared
     // on the final target (after an HSTS upgrade of it): https→http of the same host is another
-    // origin (RFC 6454 §4), and the body would even travel in clear.
+    // origin (RFC 6454 §4), and the body would even travel in clear. Only http(s) targets are
+    // followed at all (Fetch §4.4: any other scheme is a network error).
     let cross_origin_body = carries_body(method)
-        && target
-            .as_ref()
-            .is_some_and(|url| url.origin() != request_url.origin());
+        && target.as_ref().is_some_and(|url| {
+            matches!(url.scheme(), "http" | "https") && url.origin() != request_url.origin()
+        });
 
     if matches!(status.as_u16(), 301 | 302) && method != Method::GET && method != Method::HEAD {
         let keep = if status == StatusCode::MOVED_PERMANENTLY {
@@ -223,12 +224,12 @@ pub fn audit(
             .push(method_change_risk(&subject, keep, outcome, target.as_ref()));
     }
 
-    let sent_status = decision.new_status.unwrap_or(status);
-    if cross_origin_body && replays_body(sent_status, method) {
+    // The status is never rewritten here (see above), so the upstream's is what the client gets.
+    if cross_origin_body && replays_body(status, method) {
         if let Some(url) = target.as_ref() {
             decision
                 .findings
-                .push(cross_origin_body_replay(&subject, sent_status, url));
+                .push(cross_origin_body_replay(&subject, url));
         }
     }
 
@@ -354,16 +355,11 @@ fn method_change_risk(
     Finding::new(FindingKind::MethodChangeRisk, detail)
 }
 
-fn cross_origin_body_replay(subject: &Subject<'_>, sent: StatusCode, target: &Url) -> Finding {
-    let sent_note = if sent == subject.status {
-        String::new()
-    } else {
-        format!(" (sent as {})", sent.as_u16())
-    };
+fn cross_origin_body_replay(subject: &Subject<'_>, target: &Url) -> Finding {
     Finding::new(
         FindingKind::CrossOriginBodyReplay,
         format!(
-            "{subject}{sent_note} to another origin, {} → the client will re-send the request \
+            "{subject} to another origin, {} → the client will re-send the request \
              body (form fields, credentials) there; answer 303 so it follows with a GET and no \
              body (Fett, Küsters, Schmitz 2016, §3.1)",
             target.origin().ascii_serialization()
@@ -776,334 +772,53 @@ mod tests {
 
     #[test]
     fn audit_table() {
+        #[rustfmt::skip]
         let rows = [
             // --- cross_origin_body_replay (Fett, Küsters, Schmitz 2016, §3.1) ---
-            row(
-                "307 POST to another origin replays the form",
-                POST,
-                "https://rp.test/login",
-                307,
-                Some(b"https://idp.test/cb"),
-            )
-            .kinds(&[CrossOriginBodyReplay])
-            .target("https://idp.test/cb"),
-            row(
-                "same under rewrite: passes unchanged",
-                POST,
-                "https://rp.test/login",
-                307,
-                Some(b"https://idp.test/cb"),
-            )
-            .rewrite()
-            .kinds(&[CrossOriginBodyReplay])
-            .target("https://idp.test/cb"),
-            row(
-                "308 PUT to another origin replays the body",
-                PUT,
-                "https://a.test/x",
-                308,
-                Some(b"https://b.test/x"),
-            )
-            .kinds(&[CrossOriginBodyReplay])
-            .target("https://b.test/x"),
-            row(
-                "307 PATCH to another origin replays the body",
-                PATCH,
-                "https://a.test/x",
-                307,
-                Some(b"https://b.test/x"),
-            )
-            .kinds(&[CrossOriginBodyReplay])
-            .target("https://b.test/x"),
-            row(
-                "RFC 6454 §4: another port is another origin",
-                POST,
-                "https://a.test/x",
-                307,
-                Some(b"https://a.test:8443/x"),
-            )
-            .kinds(&[CrossOriginBodyReplay])
-            .target("https://a.test:8443/x"),
-            row(
-                "307 GET carries no body: nothing replayed",
-                GET,
-                "https://a.test/x",
-                307,
-                Some(b"https://b.test/x"),
-            )
-            .target("https://b.test/x"),
-            row(
-                "307 DELETE carries no body",
-                DELETE,
-                "https://a.test/x",
-                307,
-                Some(b"https://b.test/x"),
-            )
-            .target("https://b.test/x"),
-            row(
-                "307 POST to the same origin is the intended use of 307",
-                POST,
-                "https://a.test/x",
-                307,
-                Some(b"https://a.test/y"),
-            )
-            .target("https://a.test/y"),
-            row(
-                "303 is the fix: GET without body (§15.4.4)",
-                POST,
-                "https://rp.test/login",
-                303,
-                Some(b"https://idp.test/cb"),
-            )
-            .target("https://idp.test/cb"),
-            row(
-                "Fetch §4.4: 302 POST becomes GET in browsers, no replay",
-                POST,
-                "https://rp.test/login",
-                302,
-                Some(b"https://idp.test/cb"),
-            )
-            .kinds(&[MethodChangeRisk])
-            .target("https://idp.test/cb"),
-            row(
-                "rewrite refuses to turn a cross-origin 302 POST into a replaying 307",
-                POST,
-                "https://rp.test/login",
-                302,
-                Some(b"https://idp.test/cb"),
-            )
-            .rewrite()
-            .kinds(&[MethodChangeRisk])
-            .target("https://idp.test/cb"),
-            row(
-                "Fetch §4.4: 302 PUT keeps PUT and its body",
-                PUT,
-                "https://a.test/x",
-                302,
-                Some(b"https://b.test/x"),
-            )
-            .kinds(&[MethodChangeRisk, CrossOriginBodyReplay])
-            .target("https://b.test/x"),
-            row(
-                "301 PUT cross-origin under rewrite: left as 301",
-                PUT,
-                "https://a.test/x",
-                301,
-                Some(b"https://b.test/x"),
-            )
-            .rewrite()
-            .kinds(&[MethodChangeRisk, CrossOriginBodyReplay])
-            .target("https://b.test/x"),
-            row(
-                "302 POST same origin under rewrite becomes 307 (§15.4.8)",
-                POST,
-                "https://a.test/x",
-                302,
-                Some(b"/y"),
-            )
-            .rewrite()
-            .kinds(&[MethodChangeRisk])
-            .status(307)
-            .target("https://a.test/y"),
+            row("307 POST to another origin replays the form", POST, "https://rp.test/login", 307, Some(b"https://idp.test/cb")).kinds(&[CrossOriginBodyReplay]).target("https://idp.test/cb"),
+            row("same under rewrite: passes unchanged", POST, "https://rp.test/login", 307, Some(b"https://idp.test/cb")).rewrite().kinds(&[CrossOriginBodyReplay]).target("https://idp.test/cb"),
+            row("308 PUT to another origin replays the body", PUT, "https://a.test/x", 308, Some(b"https://b.test/x")).kinds(&[CrossOriginBodyReplay]).target("https://b.test/x"),
+            row("307 PATCH to another origin replays the body", PATCH, "https://a.test/x", 307, Some(b"https://b.test/x")).kinds(&[CrossOriginBodyReplay]).target("https://b.test/x"),
+            row("RFC 6454 §4: another port is another origin", POST, "https://a.test/x", 307, Some(b"https://a.test:8443/x")).kinds(&[CrossOriginBodyReplay]).target("https://a.test:8443/x"),
+            row("307 GET carries no body: nothing replayed", GET, "https://a.test/x", 307, Some(b"https://b.test/x")).target("https://b.test/x"),
+            row("Fetch §4.4: a non-http(s) target is not followed", POST, "https://a.test/x", 307, Some(b"mailto:help@a.test")).target("mailto:help@a.test"),
+            row("307 DELETE carries no body", DELETE, "https://a.test/x", 307, Some(b"https://b.test/x")).target("https://b.test/x"),
+            row("307 POST to the same origin is the intended use of 307", POST, "https://a.test/x", 307, Some(b"https://a.test/y")).target("https://a.test/y"),
+            row("303 is the fix: GET without body (§15.4.4)", POST, "https://rp.test/login", 303, Some(b"https://idp.test/cb")).target("https://idp.test/cb"),
+            row("Fetch §4.4: 302 POST becomes GET in browsers, no replay", POST, "https://rp.test/login", 302, Some(b"https://idp.test/cb")).kinds(&[MethodChangeRisk]).target("https://idp.test/cb"),
+            row("rewrite refuses to turn a cross-origin 302 POST into a replaying 307", POST, "https://rp.test/login", 302, Some(b"https://idp.test/cb")).rewrite().kinds(&[MethodChangeRisk]).target("https://idp.test/cb"),
+            row("Fetch §4.4: 302 PUT keeps PUT and its body", PUT, "https://a.test/x", 302, Some(b"https://b.test/x")).kinds(&[MethodChangeRisk, CrossOriginBodyReplay]).target("https://b.test/x"),
+            row("301 PUT cross-origin under rewrite: left as 301", PUT, "https://a.test/x", 301, Some(b"https://b.test/x")).rewrite().kinds(&[MethodChangeRisk, CrossOriginBodyReplay]).target("https://b.test/x"),
+            row("302 POST same origin under rewrite becomes 307 (§15.4.8)", POST, "https://a.test/x", 302, Some(b"/y")).rewrite().kinds(&[MethodChangeRisk]).status(307).target("https://a.test/y"),
+            row("302 DELETE cross-origin under rewrite becomes 307: no body to replay", DELETE, "https://a.test/x", 302, Some(b"https://b.test/x")).rewrite().kinds(&[MethodChangeRisk]).status(307).target("https://b.test/x"),
             // --- https_downgrade ---
-            row(
-                "https page redirected to http",
-                GET,
-                "https://a.test/",
-                302,
-                Some(b"http://b.test/"),
-            )
-            .kinds(&[HttpsDowngrade])
-            .target("http://b.test/"),
-            row(
-                "https to http of the same host, POST 307: body in clear to another origin",
-                POST,
-                "https://a.test/f",
-                307,
-                Some(b"http://a.test/f"),
-            )
-            .kinds(&[CrossOriginBodyReplay, HttpsDowngrade])
-            .target("http://a.test/f"),
-            row(
-                "https to ws is a downgrade too",
-                GET,
-                "https://a.test/",
-                302,
-                Some(b"ws://b.test/s"),
-            )
-            .kinds(&[HttpsDowngrade])
-            .target("ws://b.test/s"),
-            row(
-                "https to https: fine",
-                GET,
-                "https://a.test/",
-                302,
-                Some(b"https://b.test/"),
-            )
-            .target("https://b.test/"),
-            row(
-                "http to http of a host not HSTS-known: nothing to enforce",
-                GET,
-                "http://a.test/",
-                302,
-                Some(b"http://b.test/"),
-            )
-            .target("http://b.test/"),
-            row(
-                "RFC 6797 §8.3: http Location to a Known HSTS Host is rewritten",
-                GET,
-                "http://a.test/",
-                302,
-                Some(b"http://hsts.test/p?q=1"),
-            )
-            .kinds(&[HttpsDowngrade])
-            .location("https://hsts.test/p?q=1")
-            .target("https://hsts.test/p?q=1"),
-            row(
-                "§8.3: explicit port 80 becomes 443",
-                GET,
-                "https://a.test/",
-                301,
-                Some(b"http://hsts.test:80/"),
-            )
-            .kinds(&[HttpsDowngrade])
-            .location("https://hsts.test/")
-            .target("https://hsts.test/"),
-            row(
-                "§8.3: any other explicit port is kept",
-                GET,
-                "https://a.test/",
-                301,
-                Some(b"http://hsts.test:8080/x#top"),
-            )
-            .kinds(&[HttpsDowngrade])
-            .location("https://hsts.test:8080/x#top")
-            .target("https://hsts.test:8080/x#top"),
-            row(
-                "network-path reference from http to a Known HSTS Host",
-                GET,
-                "http://a.test/",
-                302,
-                Some(b"//hsts.test/x"),
-            )
-            .kinds(&[HttpsDowngrade])
-            .location("https://hsts.test/x")
-            .target("https://hsts.test/x"),
-            row(
-                "once upgraded to the same https origin, the 307 POST replays nothing",
-                POST,
-                "https://shop.test/f",
-                307,
-                Some(b"http://shop.test/g"),
-            )
-            .kinds(&[HttpsDowngrade])
-            .location("https://shop.test/g")
-            .target("https://shop.test/g"),
-            row(
-                "RFC 6797 §8.1.1: IP literals are never HSTS hosts",
-                GET,
-                "http://a.test/",
-                302,
-                Some(b"http://10.0.0.1/"),
-            )
-            .target("http://10.0.0.1/"),
+            row("https page redirected to http", GET, "https://a.test/", 302, Some(b"http://b.test/")).kinds(&[HttpsDowngrade]).target("http://b.test/"),
+            row("https to http of the same host, POST 307: body in clear to another origin", POST, "https://a.test/f", 307, Some(b"http://a.test/f")).kinds(&[CrossOriginBodyReplay, HttpsDowngrade]).target("http://a.test/f"),
+            row("https to ws is a downgrade too", GET, "https://a.test/", 302, Some(b"ws://b.test/s")).kinds(&[HttpsDowngrade]).target("ws://b.test/s"),
+            row("https to https: fine", GET, "https://a.test/", 302, Some(b"https://b.test/")).target("https://b.test/"),
+            row("http to http of a host not HSTS-known: nothing to enforce", GET, "http://a.test/", 302, Some(b"http://b.test/")).target("http://b.test/"),
+            row("RFC 6797 §8.3: http Location to a Known HSTS Host is rewritten", GET, "http://a.test/", 302, Some(b"http://hsts.test/p?q=1")).kinds(&[HttpsDowngrade]).location("https://hsts.test/p?q=1").target("https://hsts.test/p?q=1"),
+            row("§8.3: explicit port 80 becomes 443", GET, "https://a.test/", 301, Some(b"http://hsts.test:80/")).kinds(&[HttpsDowngrade]).location("https://hsts.test/").target("https://hsts.test/"),
+            row("§8.3: any other explicit port is kept", GET, "https://a.test/", 301, Some(b"http://hsts.test:8080/x#top")).kinds(&[HttpsDowngrade]).location("https://hsts.test:8080/x#top").target("https://hsts.test:8080/x#top"),
+            row("network-path reference from http to a Known HSTS Host", GET, "http://a.test/", 302, Some(b"//hsts.test/x")).kinds(&[HttpsDowngrade]).location("https://hsts.test/x").target("https://hsts.test/x"),
+            row("once upgraded to the same https origin, the 307 POST replays nothing", POST, "https://shop.test/f", 307, Some(b"http://shop.test/g")).kinds(&[HttpsDowngrade]).location("https://shop.test/g").target("https://shop.test/g"),
+            row("RFC 6797 §8.1.1: IP literals are never HSTS hosts", GET, "http://a.test/", 302, Some(b"http://10.0.0.1/")).target("http://10.0.0.1/"),
             // --- relative Locations (RFC 9110 §10.2.2) ---
-            row(
-                "relative path is resolved for the audit, passed on unchanged",
-                GET,
-                "https://a.test/d/e?x",
-                302,
-                Some(b"../f?y=1"),
-            )
-            .target("https://a.test/f?y=1"),
-            row(
-                "RFC 3986 §5.2: an empty reference is the request URL itself",
-                GET,
-                "https://a.test/d",
-                302,
-                Some(b""),
-            )
-            .target("https://a.test/d"),
-            row(
-                "browsers decode a UTF-8 Location and percent-encode it",
-                GET,
-                "https://a.test/",
-                302,
-                Some("/café".as_bytes()),
-            )
-            .target("https://a.test/caf%C3%A9"),
+            row("relative path is resolved for the audit, passed on unchanged", GET, "https://a.test/d/e?x", 302, Some(b"../f?y=1")).target("https://a.test/f?y=1"),
+            row("RFC 3986 §5.2: an empty reference is the request URL itself", GET, "https://a.test/d", 302, Some(b"")).target("https://a.test/d"),
+            row("browsers decode a UTF-8 Location and percent-encode it", GET, "https://a.test/", 302, Some("/café".as_bytes())).target("https://a.test/caf%C3%A9"),
             // --- missing_location / bad_location ---
-            row(
-                "RFC 9110 §15.4: a redirect without Location",
-                GET,
-                "https://a.test/",
-                302,
-                None,
-            )
-            .kinds(&[MissingLocation]),
-            row(
-                "§15.4.1: 300 without Location has nothing to follow",
-                GET,
-                "https://a.test/",
-                300,
-                None,
-            )
-            .kinds(&[MissingLocation]),
-            row(
-                "302 POST without Location: both problems are reported",
-                POST,
-                "https://a.test/",
-                302,
-                None,
-            )
-            .kinds(&[MethodChangeRisk, MissingLocation]),
-            row(
-                "WHATWG URL: a space in the host is invalid",
-                GET,
-                "https://a.test/",
-                302,
-                Some(b"http://exa mple.test/"),
-            )
-            .kinds(&[BadLocation]),
-            row(
-                "unterminated IPv6 literal",
-                GET,
-                "https://a.test/",
-                302,
-                Some(b"http://[::1/"),
-            )
-            .kinds(&[BadLocation]),
+            row("RFC 9110 §15.4: a redirect without Location", GET, "https://a.test/", 302, None).kinds(&[MissingLocation]),
+            row("§15.4.1: 300 without Location has nothing to follow", GET, "https://a.test/", 300, None).kinds(&[MissingLocation]),
+            row("302 POST without Location: both problems are reported", POST, "https://a.test/", 302, None).kinds(&[MethodChangeRisk, MissingLocation]),
+            row("WHATWG URL: a space in the host is invalid", GET, "https://a.test/", 302, Some(b"http://exa mple.test/")).kinds(&[BadLocation]),
+            row("unterminated IPv6 literal", GET, "https://a.test/", 302, Some(b"http://[::1/")).kinds(&[BadLocation]),
             row("empty host", GET, "https://a.test/", 302, Some(b"https://")).kinds(&[BadLocation]),
-            row(
-                "non-UTF-8 bytes (obs-text) have no agreed meaning",
-                GET,
-                "https://a.test/",
-                302,
-                Some(b"/caf\xe9"),
-            )
-            .kinds(&[BadLocation]),
+            row("non-UTF-8 bytes (obs-text) have no agreed meaning", GET, "https://a.test/", 302, Some(b"/caf\xe9")).kinds(&[BadLocation]),
             // --- responses that are not audited ---
-            row(
-                "RFC 9110 §15.4.5: 304 is a cache answer, no Location needed",
-                GET,
-                "https://a.test/",
-                304,
-                None,
-            ),
-            row(
-                "304 with an http Location is still no redirect",
-                GET,
-                "https://a.test/",
-                304,
-                Some(b"http://b.test/"),
-            ),
-            row(
-                "201 Created carries a Location but is no redirect",
-                POST,
-                "https://a.test/",
-                201,
-                Some(b"http://b.test/new"),
-            ),
+            row("RFC 9110 §15.4.5: 304 is a cache answer, no Location needed", GET, "https://a.test/", 304, None),
+            row("304 with an http Location is still no redirect", GET, "https://a.test/", 304, Some(b"http://b.test/")),
+            row("201 Created carries a Location but is no redirect", POST, "https://a.test/", 201, Some(b"http://b.test/new")),
             row("200 is no redirect", POST, "https://a.test/", 200, None),
         ];
         for r in rows {

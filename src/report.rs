@@ -1,3 +1,766 @@
-//! placeholder stand-in (being written).
-pub fn summarize(_t: &str) -> Result<String, std::io::Error> { Ok(String::new()) }
-pub fn write_har(_t: &str, _o: &std::path::Path) -> Result<usize, std::io::Error> { Ok(0) }
+//! `strictproxy report FILE [--har OUT]`: what a QA run's traffic log says, in one page.
+//!
+//! [`summarize`] reads the JSON-lines log (see [`crate::traffic`]) and counts the exchanges by
+//! action and status, groups every finding by kind and host, and lists the hosts that sent
+//! `Strict-Transport-Security` with whether each meets the HSTS preload list's header
+//! requirements. Its `Display` is the text the subcommand prints. [`write_har`] writes the same
+//! log as HAR 1.2, which browser dev tools can open.
+//!
+//! A log may be cut mid-line (a crash, a full disk, a rotation): unparsable lines are skipped and
+//! counted, naming the first, so that one bad line never hides a whole run.
+
+use crate::finding::{Finding, FindingKind};
+use crate::hsts::header::{parse_sts, StsPolicy};
+use crate::traffic::{Action, TrafficRecord};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// The preload list's minimum `max-age`: one year (hstspreload.org submission requirements;
+/// Chromium's `net/http/transport_security_state_static.json` policy).
+pub const PRELOAD_MIN_MAX_AGE: u64 = 31_536_000;
+
+/// Errors of the report. Bad lines are not errors (they are skipped and counted); a log in which
+/// no line parses is, since it is most likely not a traffic log at all.
+#[derive(Debug, Error)]
+pub enum ReportError {
+    /// None of the log's non-empty lines is a traffic record.
+    #[error(
+        "not a traffic log: none of its {lines} non-empty lines is a traffic record \
+         (line {first_line}: {error})"
+    )]
+    NoRecords {
+        lines: usize,
+        first_line: usize,
+        error: String,
+    },
+    /// The HAR file could not be written.
+    #[error("cannot write the HAR file {}: {source}", path.display())]
+    WriteHar {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The first line that was skipped, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkippedLine {
+    /// 1-based line number in the log.
+    pub line: usize,
+    pub error: String,
+}
+
+/// What one host's STS fields say about the preload list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PreloadVerdict {
+    /// max-age ≥ 31536000, includeSubDomains and preload are all there.
+    Ready,
+    /// A valid field that misses some requirement; each entry says which.
+    NotReady(Vec<String>),
+    /// The field does not parse (RFC 6797 §6.1: browsers ignore it).
+    Invalid(String),
+    /// Only ever sent over plain HTTP, where browsers ignore it (RFC 6797 §8.1).
+    OverHttpOnly,
+}
+
+/// A host that sent `Strict-Transport-Security`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StsHost {
+    /// The last field received over https (or over http, if it never came over https).
+    pub value: String,
+    /// How many different values the host sent over https during the run.
+    pub distinct_values: usize,
+    /// Responses with STS over plain HTTP (ignored by browsers).
+    pub over_http: usize,
+    pub verdict: PreloadVerdict,
+}
+
+/// The findings of one kind for one host: each distinct sentence with how often it came.
+pub type HostFindings = BTreeMap<String, usize>;
+
+/// The summary of a traffic log.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Report {
+    /// Records read.
+    pub records: usize,
+    /// Lines that did not parse, and the first of them.
+    pub skipped: usize,
+    pub first_skipped: Option<SkippedLine>,
+    /// The earliest and the latest `ts`.
+    pub first_ts: Option<OffsetDateTime>,
+    pub last_ts: Option<OffsetDateTime>,
+    pub by_action: BTreeMap<Action, usize>,
+    pub by_status: BTreeMap<u16, usize>,
+    /// Status rewrites, `(from, to)` → count.
+    pub rewritten: BTreeMap<(u16, u16), usize>,
+    /// Every finding, by kind, then by host of the request.
+    pub findings: BTreeMap<FindingKind, BTreeMap<String, HostFindings>>,
+    /// The hosts that sent `Strict-Transport-Security`.
+    pub sts_hosts: BTreeMap<String, StsHost>,
+}
+
+impl Report {
+    /// The number of findings of one kind.
+    pub fn finding_count(&self, kind: FindingKind) -> usize {
+        self.findings
+            .get(&kind)
+            .map_or(0, |hosts| hosts.values().flat_map(|d| d.values()).sum())
+    }
+}
+
+/// Reads a traffic log and summarizes it.
+pub fn summarize(log_text: &str) -> Result<Report, ReportError> {
+    let parsed = parse_log(log_text)?;
+    let mut report = Report {
+        records: parsed.records.len(),
+        skipped: parsed.skipped,
+        first_skipped: parsed.first_skipped,
+        ..Report::default()
+    };
+    let mut sts: BTreeMap<String, StsSeen> = BTreeMap::new();
+    for rec in &parsed.records {
+        report.first_ts = Some(report.first_ts.map_or(rec.ts, |t| t.min(rec.ts)));
+        report.last_ts = Some(report.last_ts.map_or(rec.ts, |t| t.max(rec.ts)));
+        *report.by_action.entry(rec.action).or_default() += 1;
+        *report.by_status.entry(rec.status).or_default() += 1;
+        if let Some(from) = rec.rewritten_from {
+            *report.rewritten.entry((from, rec.status)).or_default() += 1;
+        }
+        let host = host_of(&rec.url);
+        for Finding { kind, detail } in &rec.findings {
+            *report
+                .findings
+                .entry(*kind)
+                .or_default()
+                .entry(host.clone())
+                .or_default()
+                .entry(detail.clone())
+                .or_default() += 1;
+        }
+        if let Some(value) = &rec.sts {
+            let seen = sts.entry(host).or_default();
+            if is_secure_url(&rec.url) {
+                if !seen.secure_values.iter().any(|v| v == value) {
+                    seen.secure_values.push(value.clone());
+                }
+                seen.last_secure = Some(value.clone());
+            } else {
+                seen.over_http += 1;
+                seen.last_plain = Some(value.clone());
+            }
+        }
+    }
+    report.sts_hosts = sts
+        .into_iter()
+        .filter_map(|(host, seen)| seen.into_host().map(|h| (host, h)))
+        .collect();
+    Ok(report)
+}
+
+#[derive(Default)]
+struct StsSeen {
+    secure_values: Vec<String>,
+    last_secure: Option<String>,
+    last_plain: Option<String>,
+    over_http: usize,
+}
+
+impl StsSeen {
+    fn into_host(self) -> Option<StsHost> {
+        let (value, verdict) = match (self.last_secure, self.last_plain) {
+            (Some(value), _) => {
+                let verdict = preload_verdict(&value);
+                (value, verdict)
+            }
+            (None, Some(value)) => (value, PreloadVerdict::OverHttpOnly),
+            (None, None) => return None,
+        };
+        Some(StsHost {
+            value,
+            distinct_values: self.secure_values.len(),
+            over_http: self.over_http,
+            verdict,
+        })
+    }
+}
+
+/// The header part of the preload requirements (hstspreload.org): max-age of at least one
+/// year, includeSubDomains, and the preload token. (The parser caps max-age at one year, so
+/// "at least" means "at the cap".)
+pub fn preload_verdict(value: &str) -> PreloadVerdict {
+    match parse_sts(value.as_bytes()) {
+        Err(e) => PreloadVerdict::Invalid(e.to_string()),
+        Ok(StsPolicy {
+            max_age,
+            include_subdomains,
+            preload,
+        }) => {
+            let mut missing = Vec::new();
+            if max_age < PRELOAD_MIN_MAX_AGE {
+                missing.push(format!("max-age {max_age} < {PRELOAD_MIN_MAX_AGE}"));
+            }
+            if !include_subdomains {
+                missing.push("no includeSubDomains".to_owned());
+            }
+            if !preload {
+                missing.push("no preload".to_owned());
+            }
+            if missing.is_empty() {
+                PreloadVerdict::Ready
+            } else {
+                PreloadVerdict::NotReady(missing)
+            }
+        }
+    }
+}
+
+impl fmt::Display for PreloadVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PreloadVerdict::Ready => f.write_str("preload-ready"),
+            PreloadVerdict::NotReady(missing) => {
+                write!(f, "not preload-ready: {}", missing.join(", "))
+            }
+            PreloadVerdict::Invalid(e) => {
+                write!(f, "invalid, ignored by browsers (RFC 6797 §6.1): {e}")
+            }
+            PreloadVerdict::OverHttpOnly => {
+                f.write_str("sent over plain HTTP only, ignored by browsers (RFC 6797 §8.1)")
+            }
+        }
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Traffic report: {} exchanges", self.records)?;
+        if let (Some(first), Some(last)) = (self.first_ts, self.last_ts) {
+            write!(f, ", {} → {}", show_ts(first), show_ts(last))?;
+        }
+        writeln!(f)?;
+        if let Some(first) = &self.first_skipped {
+            writeln!(
+                f,
+                "Skipped {} unparsable line{} (first: line {}: {})",
+                self.skipped,
+                plural(self.skipped),
+                first.line,
+                first.error
+            )?;
+        }
+
+        writeln!(f, "\nBy action:")?;
+        for action in Action::ALL {
+            let n = self.by_action.get(&action).copied().unwrap_or(0);
+            writeln!(f, "  {:<24}{n:>8}", action.as_str())?;
+        }
+
+        writeln!(f, "\nBy status:")?;
+        for (status, n) in &self.by_status {
+            writeln!(f, "  {:<24}{n:>8}", status_label(*status))?;
+        }
+        for ((from, to), n) in &self.rewritten {
+            writeln!(
+                f,
+                "  ({n} rewritten {from} → {to} by --redirect-policy rewrite)"
+            )?;
+        }
+
+        let total: usize = FindingKind::ALL
+            .iter()
+            .map(|k| self.finding_count(*k))
+            .sum();
+        writeln!(f, "\nFindings: {total}")?;
+        for (kind, hosts) in &self.findings {
+            writeln!(f, "  {kind} ({})", self.finding_count(*kind))?;
+            for (host, details) in hosts {
+                let n: usize = details.values().sum();
+                writeln!(f, "    {host} ({n})")?;
+                for (detail, count) in details {
+                    writeln!(f, "      {count}× {detail}")?;
+                }
+            }
+        }
+
+        writeln!(
+            f,
+            "\nHosts that sent Strict-Transport-Security: {}",
+            self.sts_hosts.len()
+        )?;
+        for (host, sts) in &self.sts_hosts {
+            writeln!(f, "  {host}: {}", sts.verdict)?;
+            write!(f, "    {}", sts.value)?;
+            if sts.distinct_values > 1 {
+                write!(f, " (last of {} different values)", sts.distinct_values)?;
+            }
+            if sts.over_http > 0 && sts.verdict != PreloadVerdict::OverHttpOnly {
+                write!(
+                    f,
+                    " (also sent {} time{} over plain HTTP)",
+                    sts.over_http,
+                    plural(sts.over_http)
+                )?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn status_label(status: u16) -> String {
+    match http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+    {
+        Some(reason) => format!("{status} {reason}"),
+        None if status == 0 => "0 (no response)".to_owned(),
+        None => status.to_string(),
+    }
+}
+
+fn show_ts(ts: OffsetDateTime) -> String {
+    ts.format(&Rfc3339).unwrap_or_else(|_| ts.to_string())
+}
+
+struct ParsedLog {
+    records: Vec<TrafficRecord>,
+    skipped: usize,
+    first_skipped: Option<SkippedLine>,
+}
+
+fn parse_log(log_text: &str) -> Result<ParsedLog, ReportError> {
+    let mut parsed = ParsedLog {
+        records: Vec::new(),
+        skipped: 0,
+        first_skipped: None,
+    };
+    for (i, line) in log_text.lines().enumerate() {
+        let line = line.trim();
+        // Blank lines are no records (the writer leaves one after a line torn by a write error).
+        if line.is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<TrafficRecord>(line) {
+            Ok(rec) => parsed.records.push(rec),
+            Err(e) => {
+                parsed.skipped += 1;
+                parsed.first_skipped.get_or_insert(SkippedLine {
+                    line: i + 1,
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+    match (&parsed.first_skipped, parsed.records.is_empty()) {
+        (Some(first), true) => Err(ReportError::NoRecords {
+            lines: parsed.skipped,
+            first_line: first.line,
+            error: first.error.clone(),
+        }),
+        _ => Ok(parsed),
+    }
+}
+
+/// The host a record is about: the request URL's host, or, for a CONNECT's authority-form
+/// (RFC 9112 §3.2.3), the host before the port.
+fn host_of(url: &str) -> String {
+    let parsed = if url.contains("://") {
+        url::Url::parse(url)
+    } else {
+        url::Url::parse(&format!("https://{url}"))
+    };
+    parsed
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "(no host)".to_owned())
+}
+
+/// Whether a record's STS field came over a secure transport: only then do browsers heed it
+/// (RFC 6797 §8.1). Tunnels never carry one (the proxy cannot see inside them).
+fn is_secure_url(url: &str) -> bool {
+    url.starts_with("https://") || url.starts_with("wss://")
+}
+
+/// Writes the log as HAR 1.2 (<http://www.softwareishard.com/blog/har-12-spec/>) to `out`, and
+/// returns the number of entries. What the log does not know (headers, HTTP version, MIME type)
+/// is written as empty; the findings, the action and the client go into `_`-prefixed custom
+/// fields, which the spec reserves for that.
+pub fn write_har(log_text: &str, out: &Path) -> Result<usize, ReportError> {
+    let parsed = parse_log(log_text)?;
+    let entries: Vec<Value> = parsed.records.iter().map(har_entry).collect();
+    let count = entries.len();
+    let har = json!({
+        "log": {
+            "version": "1.2",
+            "creator": { "name": "strictproxy", "version": env!("CARGO_PKG_VERSION") },
+            "pages": [],
+            "entries": entries,
+        }
+    });
+    let write_err = |source| ReportError::WriteHar {
+        path: out.to_owned(),
+        source,
+    };
+    let file = std::fs::File::create(out).map_err(write_err)?;
+    let mut writer = io::BufWriter::new(file);
+    serde_json::to_writer_pretty(&mut writer, &har).map_err(|e| write_err(e.into()))?;
+    writer.write_all(b"\n").map_err(write_err)?;
+    writer.flush().map_err(write_err)?;
+    Ok(count)
+}
+
+fn har_entry(rec: &TrafficRecord) -> Value {
+    let url = har_url(rec);
+    let query: Vec<Value> = url::Url::parse(&url)
+        .map(|u| {
+            u.query_pairs()
+                .map(|(name, value)| json!({ "name": name, "value": value }))
+                .collect()
+        })
+        .unwrap_or_default();
+    let response_headers: Vec<Value> = rec
+        .sts
+        .iter()
+        .map(|v| json!({ "name": "Strict-Transport-Security", "value": v }))
+        .collect();
+    let (status_text, redirect_url) = match rec.action {
+        // What the proxy itself sends, as Chromium does (see hsts::upgrade).
+        Action::HstsInternalRedirect => ("Internal Redirect".to_owned(), https_of(&url)),
+        _ => (
+            http::StatusCode::from_u16(rec.status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("")
+                .to_owned(),
+            String::new(),
+        ),
+    };
+    let mut entry = json!({
+        "startedDateTime": har_ts(rec.ts),
+        "time": rec.duration_ms,
+        "request": {
+            "method": rec.method,
+            "url": url,
+            "httpVersion": "",
+            "headers": [],
+            "queryString": query,
+            "cookies": [],
+            "headersSize": -1,
+            "bodySize": rec.request_bytes,
+        },
+        "response": {
+            "status": rec.status,
+            "statusText": status_text,
+            "httpVersion": "",
+            "headers": response_headers,
+            "cookies": [],
+            "content": { "size": rec.response_bytes, "mimeType": "" },
+            "redirectURL": redirect_url,
+            "headersSize": -1,
+            "bodySize": rec.response_bytes,
+        },
+        "cache": {},
+        // Only the total is measured: it is all "wait" (send + wait + receive = time).
+        "timings": { "send": 0, "wait": rec.duration_ms, "receive": 0 },
+        "_action": rec.action,
+        "_client": rec.client,
+        "_findings": rec.findings,
+    });
+    if let (Some(from), Some(obj)) = (rec.rewritten_from, entry.as_object_mut()) {
+        obj.insert("_rewrittenFrom".to_owned(), json!(from));
+    }
+    entry
+}
+
+/// HAR wants absolute URLs; a CONNECT's authority-form target is shown as the https origin it
+/// almost always carries.
+fn har_url(rec: &TrafficRecord) -> String {
+    if !rec.url.contains("://") && rec.method.eq_ignore_ascii_case("CONNECT") {
+        format!("https://{}/", rec.url)
+    } else {
+        rec.url.clone()
+    }
+}
+
+/// The https URL an internal redirect pointed to (RFC 6797 §8.3; the url crate already drops a
+/// default port 80, so it becomes the default 443).
+fn https_of(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|mut u| {
+            let secure = match u.scheme() {
+                "http" => "https",
+                "ws" => "wss",
+                _ => return None,
+            };
+            u.set_scheme(secure).ok()?;
+            Some(u.to_string())
+        })
+        .unwrap_or_default()
+}
+
+fn har_ts(ts: OffsetDateTime) -> String {
+    // The same text as the log's `ts`: HAR asks for ISO 8601.
+    crate::traffic::format_ts(ts).unwrap_or_else(|_| show_ts(ts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small QA run: every action, a rewrite, findings on two hosts, four STS senders, a line
+    /// cut by a crash and a blank line.
+    const LOG: &str = r#"{"ts":"2024-05-01T10:00:00.000Z","client":"127.0.0.1:5001","method":"GET","url":"https://shop.test/","status":200,"duration_ms":12.5,"request_bytes":0,"response_bytes":5120,"action":"forwarded","findings":[],"sts":"max-age=31536000; includeSubDomains; preload"}
+{"ts":"2024-05-01T10:00:01.000Z","client":"127.0.0.1:5001","method":"POST","url":"https://shop.test/login?next=%2Fcart&x=1","status":307,"duration_ms":30.25,"request_bytes":64,"response_bytes":0,"action":"forwarded","findings":[{"kind":"method_change_risk","detail":"POST https://shop.test/login answered 302 → use 303"}],"rewritten_from":302}
+{"ts":"2024-05-01T10:00:02.000Z","client":"127.0.0.1:5001","method":"POST","url":"https://shop.test/login","status":307,"duration_ms":28,"request_bytes":64,"response_bytes":0,"action":"forwarded","findings":[{"kind":"method_change_risk","detail":"POST https://shop.test/login answered 302 → use 303"}],"rewritten_from":302}
+{"ts":"2024-05-01T10:00:03.000Z","client":"127.0.0.1:5002","method":"GET","url":"http://news.test/","status":307,"duration_ms":0.1,"request_bytes":0,"response_bytes":0,"action":"hsts_internal_redirect","findings":[]}
+{"ts":"2024-05-01T10:00:04.000Z","client":"127.0.0.1:5002","method":"GET","url":"https://news.test/","status":302,"duration_ms":5,"request_bytes":0,"response_bytes":0,"action":"forwarded","findings":[{"kind":"https_downgrade","detail":"GET https://news.test/ answered 302 with Location http://cdn.test/"}],"sts":"max-age=86400"}
+
+{"ts":"2024-05-01T10:00:05.000Z","client":"127.0.0.1:5003","method":"CONNECT","url":"bank.test:443","status":200,"duration_ms":900,"request_bytes":800,"response_bytes":9000,"action":"tunnel","findings":[]}
+{"ts":"2024-05-01T10:00:06.000Z","client":"127.0.0.1:5003","method":"GET","url":"http://plain.test/","status":200,"duration_ms":3,"request_bytes":0,"response_bytes":10,"action":"forwarded","findings":[{"kind":"sts_over_http","detail":"ignored"}],"sts":"max-age=31536000"}
+{"ts":"2024-05-01T10:00:07.000Z","client":"127.0.0.1:5003","method":"GET","url":"https://bad.test/","status":502,"duration_ms":40,"request_bytes":0,"response_bytes":0,"action":"error","findings":[]}
+{"ts":"2024-05-01T10:00:08.000Z","client":"127.0.0.1:5003","method":"GET","url":"https://odd.test/","status":200,"duration_ms":2,"request_bytes":0,"response_bytes":1,"action":"forwarded","findings":[],"sts":"includeSubDomains"}
+{"ts":"2024-05-01T10:00:09.000Z","client":"127.0.0.1:5003","method":"GET","url":"http://127.0.0.1:8080/ca.pem","status":200,"duration_ms":1,"request_bytes":0,"response_bytes":1200,"action":"local","findings":[]}
+{"ts":"2024-05-01T10:00:10.000Z","client":"127.0.0.1:5003","method":"GE
+"#;
+
+    #[test]
+    fn counts_and_grouping() {
+        let r = summarize(LOG).unwrap();
+        assert_eq!(r.records, 10);
+        assert_eq!(r.skipped, 1);
+        assert_eq!(r.first_skipped.as_ref().map(|s| s.line), Some(12));
+        assert_eq!(
+            r.first_ts,
+            Some(time::macros::datetime!(2024-05-01 10:00:00 UTC))
+        );
+        assert_eq!(
+            r.last_ts,
+            Some(time::macros::datetime!(2024-05-01 10:00:09 UTC))
+        );
+
+        let actions: Vec<(Action, usize)> = r.by_action.iter().map(|(a, n)| (*a, *n)).collect();
+        assert_eq!(
+            actions,
+            [
+                (Action::Forwarded, 6),
+                (Action::HstsInternalRedirect, 1),
+                (Action::Tunnel, 1),
+                (Action::Error, 1),
+                (Action::Local, 1),
+            ]
+        );
+        let statuses: Vec<(u16, usize)> = r.by_status.iter().map(|(s, n)| (*s, *n)).collect();
+        assert_eq!(statuses, [(200, 5), (302, 1), (307, 3), (502, 1)]);
+        assert_eq!(r.rewritten.get(&(302, 307)), Some(&2));
+
+        // Grouped by kind, then host; identical sentences counted, not repeated.
+        let mcr = &r.findings[&FindingKind::MethodChangeRisk];
+        assert_eq!(mcr.len(), 1);
+        assert_eq!(mcr["shop.test"].values().copied().collect::<Vec<_>>(), [2]);
+        assert_eq!(r.finding_count(FindingKind::MethodChangeRisk), 2);
+        assert!(r.findings[&FindingKind::HttpsDowngrade].contains_key("news.test"));
+        assert!(r.findings[&FindingKind::StsOverHttp].contains_key("plain.test"));
+        assert_eq!(r.finding_count(FindingKind::RedirectLoop), 0);
+
+        // STS senders and their preload verdicts.
+        let verdicts: Vec<(&str, &PreloadVerdict)> = r
+            .sts_hosts
+            .iter()
+            .map(|(h, s)| (h.as_str(), &s.verdict))
+            .collect();
+        assert_eq!(verdicts.len(), 4);
+        assert_eq!(verdicts[0].0, "news.test");
+        assert_eq!(
+            verdicts[0].1,
+            &PreloadVerdict::NotReady(vec![
+                "max-age 86400 < 31536000".into(),
+                "no includeSubDomains".into(),
+                "no preload".into()
+            ])
+        );
+        assert!(matches!(
+            verdicts[1],
+            ("odd.test", PreloadVerdict::Invalid(_))
+        ));
+        assert_eq!(verdicts[2], ("plain.test", &PreloadVerdict::OverHttpOnly));
+        assert_eq!(verdicts[3], ("shop.test", &PreloadVerdict::Ready));
+    }
+
+    #[test]
+    fn preload_requirements() {
+        #[rustfmt::skip]
+        let rows: &[(&str, Option<&[&str]>)] = &[
+            // hstspreload.org: max-age ≥ 1 year, includeSubDomains, preload.
+            ("max-age=31536000; includeSubDomains; preload", Some(&[])),
+            ("max-age=63072000; includeSubDomains; preload", Some(&[])), // capped at one year: still ready
+            ("max-age=31535999; includeSubDomains; preload", Some(&["max-age 31535999 < 31536000"])),
+            ("max-age=31536000; preload", Some(&["no includeSubDomains"])),
+            ("max-age=31536000; includeSubDomains", Some(&["no preload"])),
+            ("includeSubDomains; preload", None), // RFC 6797 §6.1.1: max-age is required
+        ];
+        for (value, missing) in rows {
+            let verdict = preload_verdict(value);
+            match missing {
+                Some([]) => assert_eq!(verdict, PreloadVerdict::Ready, "{value}"),
+                Some(m) => assert_eq!(
+                    verdict,
+                    PreloadVerdict::NotReady(m.iter().map(|s| s.to_string()).collect()),
+                    "{value}"
+                ),
+                None => assert!(matches!(verdict, PreloadVerdict::Invalid(_)), "{value}"),
+            }
+        }
+    }
+
+    #[test]
+    fn text_report_says_it_all() {
+        let text = summarize(LOG).unwrap().to_string();
+        for expected in [
+            "Traffic report: 10 exchanges, 2024-05-01T10:00:00Z → 2024-05-01T10:00:09Z",
+            "Skipped 1 unparsable line (first: line 12:",
+            "  forwarded                      6",
+            "  hsts_internal_redirect         1",
+            "  307 Temporary Redirect         3",
+            "  (2 rewritten 302 → 307 by --redirect-policy rewrite)",
+            "Findings: 4",
+            "  method_change_risk (2)\n    shop.test (2)\n      2× POST https://shop.test/login answered 302 → use 303",
+            "Hosts that sent Strict-Transport-Security: 4",
+            "  shop.test: preload-ready\n    max-age=31536000; includeSubDomains; preload",
+            "  news.test: not preload-ready: max-age 86400 < 31536000, no includeSubDomains, no preload",
+            "  plain.test: sent over plain HTTP only",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn empty_log_is_an_empty_report_and_garbage_is_an_error() {
+        let r = summarize("").unwrap();
+        assert_eq!(r.records, 0);
+        assert!(r.to_string().contains("Findings: 0"));
+        let err = summarize("hello\nworld\n").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ReportError::NoRecords {
+                    lines: 2,
+                    first_line: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn har_output_parses_and_has_the_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run.har");
+        assert_eq!(write_har(LOG, &out).unwrap(), 10);
+        let har: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        let log = &har["log"];
+        assert_eq!(log["version"], "1.2");
+        assert_eq!(log["creator"]["name"], "strictproxy");
+        let entries = log["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 10);
+
+        let login = &entries[1];
+        assert_eq!(login["startedDateTime"], "2024-05-01T10:00:01.000Z");
+        assert_eq!(login["time"], 30.25);
+        assert_eq!(login["request"]["method"], "POST");
+        assert_eq!(login["request"]["bodySize"], 64);
+        assert_eq!(login["request"]["headersSize"], -1);
+        assert_eq!(
+            login["request"]["queryString"],
+            json!([{"name": "next", "value": "/cart"}, {"name": "x", "value": "1"}])
+        );
+        assert_eq!(login["response"]["status"], 307);
+        assert_eq!(login["response"]["statusText"], "Temporary Redirect");
+        assert_eq!(login["response"]["content"]["size"], 0);
+        assert_eq!(
+            login["timings"],
+            json!({"send": 0, "wait": 30.25, "receive": 0})
+        );
+        assert_eq!(login["cache"], json!({}));
+        assert_eq!(login["_findings"][0]["kind"], "method_change_risk");
+        assert_eq!(login["_rewrittenFrom"], 302);
+
+        let internal = &entries[3];
+        assert_eq!(internal["response"]["statusText"], "Internal Redirect");
+        assert_eq!(internal["response"]["redirectURL"], "https://news.test/");
+        assert_eq!(internal["_action"], "hsts_internal_redirect");
+        assert_eq!(
+            entries[0]["response"]["headers"],
+            json!([{"name": "Strict-Transport-Security", "value": "max-age=31536000; includeSubDomains; preload"}])
+        );
+        assert_eq!(entries[5]["request"]["url"], "https://bank.test:443/");
+
+        // Every entry has the fields HAR 1.2 requires.
+        for e in entries {
+            for key in [
+                "startedDateTime",
+                "time",
+                "request",
+                "response",
+                "cache",
+                "timings",
+            ] {
+                assert!(e.get(key).is_some(), "{key} missing");
+            }
+            for key in [
+                "method",
+                "url",
+                "httpVersion",
+                "headers",
+                "queryString",
+                "cookies",
+                "headersSize",
+                "bodySize",
+            ] {
+                assert!(e["request"].get(key).is_some(), "request.{key} missing");
+            }
+            for key in [
+                "status",
+                "statusText",
+                "httpVersion",
+                "headers",
+                "cookies",
+                "content",
+                "redirectURL",
+                "headersSize",
+                "bodySize",
+            ] {
+                assert!(e["response"].get(key).is_some(), "response.{key} missing");
+            }
+        }
+    }
+
+    #[test]
+    fn har_write_error_names_the_file() {
+        let err = write_har(LOG, Path::new("/nonexistent-dir/x.har")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent-dir/x.har"), "{err}");
+    }
+
+    #[test]
+    fn hosts_of_urls() {
+        assert_eq!(host_of("https://Shop.Test:8443/x"), "shop.test");
+        assert_eq!(host_of("bank.test:443"), "bank.test"); // CONNECT authority-form
+        assert_eq!(host_of("http://[::1]:8080/"), "[::1]");
+        assert_eq!(host_of("not a url"), "(no host)");
+    }
+}

@@ -34,7 +34,12 @@ async fn learned_host_gets_a_307_internal_redirect_without_reaching_the_origin()
         .unwrap();
     assert_eq!(before.status(), 200);
 
-    assert_eq!(learn(&proxy, "secure.test", &secure, "max-age=3600").await.status(), 200);
+    assert_eq!(
+        learn(&proxy, "secure.test", &secure, "max-age=3600")
+            .await
+            .status(),
+        200
+    );
 
     // The exact bytes of the answer, as Chromium sends them.
     let request = format!(
@@ -42,18 +47,46 @@ async fn learned_host_gets_a_307_internal_redirect_without_reaching_the_origin()
         port = plain.port()
     );
     let response = raw_exchange(proxy.addr(), request.as_bytes()).await;
-    assert!(response.starts_with("HTTP/1.1 307 Internal Redirect\r\n"), "{response}");
+    assert!(
+        response.starts_with("HTTP/1.1 307 Internal Redirect\r\n"),
+        "{response}"
+    );
     let lower = response.to_ascii_lowercase();
-    assert!(lower.contains(&format!("location: https://secure.test:{}/page?q=1\r\n", plain.port())), "{response}");
-    assert!(lower.contains("non-authoritative-reason: hsts\r\n"), "{response}");
-    assert!(lower.contains("cross-origin-resource-policy: cross-origin\r\n"), "{response}");
-    assert!(lower.contains("access-control-allow-origin: http://app.test\r\n"), "{response}");
-    assert!(lower.contains("access-control-allow-credentials: true\r\n"), "{response}");
+    assert!(
+        lower.contains(&format!(
+            "location: https://secure.test:{}/page?q=1\r\n",
+            plain.port()
+        )),
+        "{response}"
+    );
+    assert!(
+        lower.contains("non-authoritative-reason: hsts\r\n"),
+        "{response}"
+    );
+    assert!(
+        lower.contains("cross-origin-resource-policy: cross-origin\r\n"),
+        "{response}"
+    );
+    assert!(
+        lower.contains("access-control-allow-origin: http://app.test\r\n"),
+        "{response}"
+    );
+    assert!(
+        lower.contains("access-control-allow-credentials: true\r\n"),
+        "{response}"
+    );
     assert!(lower.contains("content-length: 0\r\n"), "{response}");
-    assert_eq!(plain.count("/page"), 0, "the origin must not see the request");
+    assert_eq!(
+        plain.count("/page"),
+        0,
+        "the origin must not see the request"
+    );
 
     let records = proxy.records().await;
-    let redirect = records.iter().find(|r| r["url"].as_str().unwrap().ends_with("/page?q=1")).unwrap();
+    let redirect = records
+        .iter()
+        .find(|r| r["url"].as_str().unwrap().ends_with("/page?q=1"))
+        .unwrap();
     assert_eq!(redirect["action"], "hsts_internal_redirect");
     assert_eq!(redirect["status"], 307);
 }
@@ -69,13 +102,23 @@ async fn port_80_is_dropped_and_ws_becomes_wss() {
         b"GET http://secure.test/a HTTP/1.1\r\nHost: secure.test\r\n\r\n",
     )
     .await;
-    assert!(response.to_ascii_lowercase().contains("location: https://secure.test/a\r\n"), "{response}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("location: https://secure.test/a\r\n"),
+        "{response}"
+    );
     let response = raw_exchange(
         proxy.addr(),
         b"GET ws://secure.test:8080/chat HTTP/1.1\r\nHost: secure.test:8080\r\n\r\n",
     )
     .await;
-    assert!(response.to_ascii_lowercase().contains("location: wss://secure.test:8080/chat\r\n"), "{response}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("location: wss://secure.test:8080/chat\r\n"),
+        "{response}"
+    );
 }
 
 #[tokio::test]
@@ -93,7 +136,13 @@ async fn include_subdomains_reaches_subdomains_and_plain_entries_do_not() {
         .await
         .unwrap();
     assert_eq!(deep.status(), 200);
-    learn(&proxy, "secure.test", &secure, "max-age=3600; includeSubDomains").await;
+    learn(
+        &proxy,
+        "secure.test",
+        &secure,
+        "max-age=3600; includeSubDomains",
+    )
+    .await;
     let deep = proxy
         .client()
         .get(format!("http://deep.sub.secure.test:{}/", plain.port()))
@@ -129,7 +178,11 @@ async fn sts_over_plain_http_is_ignored_with_a_finding() {
         .send()
         .await
         .unwrap();
-    assert_eq!(again.status(), 200, "STS over http must not be learned (RFC 6797 §8.1)");
+    assert_eq!(
+        again.status(),
+        200,
+        "STS over http must not be learned (RFC 6797 §8.1)"
+    );
     let records = proxy.records().await;
     assert_eq!(records[0]["findings"][0]["kind"], "sts_over_http");
     assert_eq!(records[1]["findings"].as_array().unwrap().len(), 0);
@@ -159,7 +212,12 @@ async fn an_untrusted_origin_teaches_nothing() {
     let secure = Origin::https(&ca).await;
     let plain = Origin::http().await;
     let proxy = start_proxy(None, |_| {}).await; // the origin's CA is not trusted
-    assert_eq!(learn(&proxy, "secure.test", &secure, "max-age=3600").await.status(), 502);
+    assert_eq!(
+        learn(&proxy, "secure.test", &secure, "max-age=3600")
+            .await
+            .status(),
+        502
+    );
     let response = proxy
         .client()
         .get(format!("http://secure.test:{}/", plain.port()))
@@ -201,7 +259,13 @@ async fn a_restart_keeps_what_was_learned() {
     let mut o = overrides(dir.path(), Some(&ca));
     o.hsts_store = Some(store.clone());
     let first = start_proxy_in(tempfile::tempdir().unwrap(), o.clone()).await;
-    learn(&first, "secure.test", &secure, "max-age=3600; includeSubDomains").await;
+    learn(
+        &first,
+        "secure.test",
+        &secure,
+        "max-age=3600; includeSubDomains",
+    )
+    .await;
     // The store file reflects the change within 2 seconds (debounced write).
     let mut written = false;
     for _ in 0..40 {
@@ -256,9 +320,19 @@ async fn admin_api_round_trip() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    assert!(expires > now + 590 && expires <= now + 601, "{expires} vs {now}");
+    assert!(
+        expires > now + 590 && expires <= now + 601,
+        "{expires} vs {now}"
+    );
 
-    let list: serde_json::Value = http.get(format!("{admin}/hsts")).send().await.unwrap().json().await.unwrap();
+    let list: serde_json::Value = http
+        .get(format!("{admin}/hsts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
 
     let unknown: serde_json::Value = http
@@ -272,9 +346,17 @@ async fn admin_api_round_trip() {
     assert_eq!(unknown["enforced"], false);
     assert!(unknown["entry"].is_null());
 
-    let delete = http.delete(format!("{admin}/hsts/manual.test")).send().await.unwrap();
+    let delete = http
+        .delete(format!("{admin}/hsts/manual.test"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(delete.status(), 200);
-    let again = http.delete(format!("{admin}/hsts/manual.test")).send().await.unwrap();
+    let again = http
+        .delete(format!("{admin}/hsts/manual.test"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.status(), 404);
 
     let bad = http
@@ -285,7 +367,14 @@ async fn admin_api_round_trip() {
         .unwrap();
     assert_eq!(bad.status(), 400);
 
-    let ca = http.get(format!("{admin}/ca.pem")).send().await.unwrap().text().await.unwrap();
+    let ca = http
+        .get(format!("{admin}/ca.pem"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"));
 }
 
@@ -308,7 +397,14 @@ fn hsts_subcommands_round_trip_on_the_store_file() {
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
     };
-    let (code, out, err) = run(&["hsts", "add", "cli.test", "--include-subdomains", "--max-age", "1000"]);
+    let (code, out, err) = run(&[
+        "hsts",
+        "add",
+        "cli.test",
+        "--include-subdomains",
+        "--max-age",
+        "1000",
+    ]);
     assert_eq!(code, Some(0), "{out}{err}");
     let (_, out, _) = run(&["hsts", "query", "www.cli.test"]);
     let query: serde_json::Value = serde_json::from_str(&out).unwrap();

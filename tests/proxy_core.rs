@@ -39,7 +39,9 @@ async fn plain_forwarding_carries_every_method_and_body() {
     assert_eq!(seen[1].body, b"body of POST");
     let records = proxy.records().await;
     assert_eq!(records.len(), 4);
-    assert!(records.iter().all(|r| r["action"] == "forwarded" && r["status"] == 200));
+    assert!(records
+        .iter()
+        .all(|r| r["action"] == "forwarded" && r["status"] == 200));
     assert_eq!(records[1]["request_bytes"], "body of POST".len());
 }
 
@@ -54,7 +56,14 @@ async fn hop_by_hop_fields_are_not_forwarded() {
     let response = raw_exchange(proxy.addr(), request.as_bytes()).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     let seen = &origin.seen()[0];
-    for name in ["x-secret", "proxy-connection", "keep-alive", "te", "upgrade", "proxy-authorization"] {
+    for name in [
+        "x-secret",
+        "proxy-connection",
+        "keep-alive",
+        "te",
+        "upgrade",
+        "proxy-authorization",
+    ] {
         assert!(!seen.headers.contains_key(name), "{name} was forwarded");
     }
     assert_eq!(seen.headers["x-kept"], "yes");
@@ -73,11 +82,17 @@ async fn connect_is_intercepted_with_a_leaf_from_the_local_ca() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert!(response.headers()["via"].to_str().unwrap().contains("strictproxy"));
+    assert!(response.headers()["via"]
+        .to_str()
+        .unwrap()
+        .contains("strictproxy"));
     assert_eq!(response.text().await.unwrap(), "GET /hello 0\n");
     assert_eq!(origin.count("/hello"), 1);
     let records = proxy.records().await;
-    assert_eq!(records[0]["url"], format!("https://secure.test:{}/hello", origin.port()));
+    assert_eq!(
+        records[0]["url"],
+        format!("https://secure.test:{}/hello", origin.port())
+    );
     assert_eq!(records[0]["action"], "forwarded");
 }
 
@@ -117,7 +132,10 @@ async fn passthrough_hosts_are_tunnelled_blind() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert!(response.headers().get("via").is_none(), "a blind tunnel adds nothing");
+    assert!(
+        response.headers().get("via").is_none(),
+        "a blind tunnel adds nothing"
+    );
     assert_eq!(response.text().await.unwrap(), "GET /tunnel 0\n");
     drop(client);
     // The tunnel record is written when the tunnel closes.
@@ -147,7 +165,11 @@ async fn websocket_through_the_plain_path() {
     stream.write_all(handshake.as_bytes()).await.unwrap();
     let head = read_head(&mut stream).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
     let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
         stream,
         tokio_tungstenite::tungstenite::protocol::Role::Client,
@@ -187,9 +209,14 @@ async fn upstream_down_is_a_502_naming_host_and_cause() {
         .unwrap();
     assert_eq!(response.status(), 502);
     let text = response.text().await.unwrap();
-    assert!(text.contains("origin.test") && text.contains("refused"), "{text}");
+    assert!(
+        text.contains("origin.test") && text.contains("refused"),
+        "{text}"
+    );
     let records = proxy.records().await;
-    assert!(records.iter().all(|r| r["action"] == "error" && r["status"] == 502));
+    assert!(records
+        .iter()
+        .all(|r| r["action"] == "error" && r["status"] == 502));
 }
 
 #[tokio::test]
@@ -207,8 +234,14 @@ async fn untrusted_upstream_certificate_is_a_502_and_nothing_is_sent() {
         .unwrap();
     assert_eq!(response.status(), 502);
     let text = response.text().await.unwrap();
-    assert!(text.contains("certificate") && text.contains("secure.test"), "{text}");
-    assert!(origin.seen().is_empty(), "the request went over an unverified connection");
+    assert!(
+        text.contains("certificate") && text.contains("secure.test"),
+        "{text}"
+    );
+    assert!(
+        origin.seen().is_empty(),
+        "the request went over an unverified connection"
+    );
 }
 
 #[tokio::test]
@@ -217,11 +250,19 @@ async fn garbage_bytes_get_a_400() {
     let response = raw_exchange(proxy.addr(), b"\x00\x01\x02 garbage \xff\r\n\r\n").await;
     assert!(response.starts_with("HTTP/1.1 400"), "{response:?}");
     // An origin-form request is not something a proxy can forward.
-    let response = raw_exchange(proxy.addr(), b"GET /x HTTP/1.1\r\nHost: example.test\r\n\r\n").await;
+    let response = raw_exchange(
+        proxy.addr(),
+        b"GET /x HTTP/1.1\r\nHost: example.test\r\n\r\n",
+    )
+    .await;
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
     assert!(response.contains("absolute form"), "{response}");
     // A CONNECT target without a port.
-    let response = raw_exchange(proxy.addr(), b"CONNECT secure.test HTTP/1.1\r\nHost: secure.test\r\n\r\n").await;
+    let response = raw_exchange(
+        proxy.addr(),
+        b"CONNECT secure.test HTTP/1.1\r\nHost: secure.test\r\n\r\n",
+    )
+    .await;
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
     // The proxy still serves others.
     let origin = Origin::http().await;
@@ -274,7 +315,11 @@ async fn large_bodies_stream_without_buffering() {
     let growth_mib = (rss_kib().saturating_sub(before)) / 1024;
     // Origin, proxy and client share this process: all of them together stay far below the
     // body size, which a buffering proxy would need.
-    assert!(growth_mib < 64, "RSS grew by {growth_mib} MiB for a {} MiB body", size >> 20);
+    assert!(
+        growth_mib < 64,
+        "RSS grew by {growth_mib} MiB for a {} MiB body",
+        size >> 20
+    );
 }
 
 fn rss_kib() -> u64 {
@@ -291,7 +336,11 @@ async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         let n = stream.read(&mut byte).await.unwrap();
-        assert!(n == 1, "closed before the end of the head: {:?}", String::from_utf8_lossy(&head));
+        assert!(
+            n == 1,
+            "closed before the end of the head: {:?}",
+            String::from_utf8_lossy(&head)
+        );
         head.push(byte[0]);
     }
     String::from_utf8_lossy(&head).into_owned()

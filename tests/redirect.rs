@@ -35,7 +35,11 @@ async fn every_3xx_and_method_under_both_policies() {
                 );
                 let response = client
                     .request(method.parse().unwrap(), &url)
-                    .body(if method == "GET" || method == "HEAD" { "" } else { "field=1" })
+                    .body(if method == "GET" || method == "HEAD" {
+                        ""
+                    } else {
+                        "field=1"
+                    })
                     .send()
                     .await
                     .unwrap();
@@ -47,7 +51,11 @@ async fn every_3xx_and_method_under_both_policies() {
                     _ => code,
                 };
                 assert_eq!(response.status().as_u16(), sent, "{policy} {method} {code}");
-                assert_eq!(response.headers()["location"], "/next", "relative Location passes unchanged");
+                assert_eq!(
+                    response.headers()["location"],
+                    "/next",
+                    "relative Location passes unchanged"
+                );
                 expected.push((method, code, sent, ambiguous));
             }
         }
@@ -58,9 +66,16 @@ async fn every_3xx_and_method_under_both_policies() {
             assert_eq!(record["status"], *sent, "{policy} {method} {code}");
             let found = kinds(record);
             if *ambiguous {
-                assert_eq!(found, vec!["method_change_risk"], "{policy} {method} {code}");
+                assert_eq!(
+                    found,
+                    vec!["method_change_risk"],
+                    "{policy} {method} {code}"
+                );
                 let detail = record["findings"][0]["detail"].as_str().unwrap();
-                assert!(detail.contains("303") && detail.contains("307") || detail.contains("308"), "{detail}");
+                assert!(
+                    detail.contains("303") && detail.contains("307") || detail.contains("308"),
+                    "{detail}"
+                );
             } else {
                 assert!(found.is_empty(), "{policy} {method} {code}: {found:?}");
             }
@@ -76,7 +91,8 @@ async fn every_3xx_and_method_under_both_policies() {
 #[tokio::test]
 async fn a_following_client_keeps_post_and_body_only_after_a_rewrite() {
     let origin = Origin::http().await;
-    for (policy, method_seen, body_seen) in [("rewrite", "POST", "name=alice"), ("log", "GET", "")] {
+    for (policy, method_seen, body_seen) in [("rewrite", "POST", "name=alice"), ("log", "GET", "")]
+    {
         let proxy = start_proxy(None, |o| o.redirect_policy = Some(policy.into())).await;
         let client = proxy
             .client_builder()
@@ -91,9 +107,17 @@ async fn a_following_client_keeps_post_and_body_only_after_a_rewrite() {
         );
         let response = client.post(url).body("name=alice").send().await.unwrap();
         assert_eq!(response.status(), 200);
-        let landing = origin.seen().into_iter().find(|s| s.path == target).unwrap();
+        let landing = origin
+            .seen()
+            .into_iter()
+            .find(|s| s.path == target)
+            .unwrap();
         assert_eq!(landing.method, method_seen, "{policy}");
-        assert_eq!(String::from_utf8_lossy(&landing.body), body_seen, "{policy}");
+        assert_eq!(
+            String::from_utf8_lossy(&landing.body),
+            body_seen,
+            "{policy}"
+        );
     }
 }
 
@@ -109,7 +133,11 @@ async fn https_to_http_on_an_hsts_host_is_rewritten_and_reported() {
     let to_known = format!("http://secure.test:{}/after", secure.port());
     let response = proxy
         .client()
-        .get(format!("https://secure.test:{}/status/302?location={}", secure.port(), enc(&to_known)))
+        .get(format!(
+            "https://secure.test:{}/status/302?location={}",
+            secure.port(),
+            enc(&to_known)
+        ))
         .send()
         .await
         .unwrap();
@@ -122,7 +150,11 @@ async fn https_to_http_on_an_hsts_host_is_rewritten_and_reported() {
     let to_other = "http://other.test/after";
     let response = proxy
         .client()
-        .get(format!("https://secure.test:{}/status/302?location={}", secure.port(), enc(to_other)))
+        .get(format!(
+            "https://secure.test:{}/status/302?location={}",
+            secure.port(),
+            enc(to_other)
+        ))
         .send()
         .await
         .unwrap();
@@ -131,13 +163,21 @@ async fn https_to_http_on_an_hsts_host_is_rewritten_and_reported() {
     let to_https = "https://other.test/after";
     proxy
         .client()
-        .get(format!("https://secure.test:{}/status/302?location={}", secure.port(), enc(to_https)))
+        .get(format!(
+            "https://secure.test:{}/status/302?location={}",
+            secure.port(),
+            enc(to_https)
+        ))
         .send()
         .await
         .unwrap();
 
     let records = proxy.records().await;
-    assert_eq!(kinds(&records[0]), Vec::<String>::new(), "learning STS is no finding");
+    assert_eq!(
+        kinds(&records[0]),
+        Vec::<String>::new(),
+        "learning STS is no finding"
+    );
     assert_eq!(kinds(&records[1]), vec!["https_downgrade"]);
     assert_eq!(kinds(&records[2]), vec!["https_downgrade"]);
     assert!(kinds(&records[3]).is_empty());
@@ -161,19 +201,29 @@ async fn cross_origin_body_replay_is_reported_only_for_bodies_sent_elsewhere() {
     ];
     for (method, code, location, _) in &cases {
         let response = client
-            .request(method.parse().unwrap(), format!("{base}/status/{code}?location={location}"))
+            .request(
+                method.parse().unwrap(),
+                format!("{base}/status/{code}?location={location}"),
+            )
             .body("password=hunter2")
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status().as_u16(), *code, "passes unchanged under rewrite");
+        assert_eq!(
+            response.status().as_u16(),
+            *code,
+            "passes unchanged under rewrite"
+        );
     }
     let records = proxy.records().await;
     for (record, (method, code, _, expected)) in records.iter().zip(&cases) {
         let found = kinds(record);
         if *expected {
             assert_eq!(found, vec!["cross_origin_body_replay"], "{method} {code}");
-            assert!(record["findings"][0]["detail"].as_str().unwrap().contains("303"));
+            assert!(record["findings"][0]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("303"));
         } else {
             assert!(found.is_empty(), "{method} {code}: {found:?}");
         }
@@ -187,8 +237,8 @@ async fn missing_and_bad_locations() {
     let client = proxy.client();
     let base = format!("http://origin.test:{}", origin.port());
     let urls = [
-        format!("{base}/status/302"),                                  // missing_location
-        format!("{base}/status/304"),                                  // 304 needs none
+        format!("{base}/status/302"), // missing_location
+        format!("{base}/status/304"), // 304 needs none
         format!("{base}/status/301?location={}", enc("http://[oops/")), // bad_location
         format!("{base}/status/301?location={}", enc("https://fine.test/")),
     ];
@@ -215,7 +265,10 @@ async fn a_redirect_loop_is_found_and_a_straight_chain_is_not() {
     let end = enc("/done");
     let middle = enc(&format!("/status/302?location={end}"));
     let straight = client
-        .get(format!("http://origin.test:{}/status/302?location={middle}", origin.port()))
+        .get(format!(
+            "http://origin.test:{}/status/302?location={middle}",
+            origin.port()
+        ))
         .send()
         .await
         .unwrap();
@@ -236,7 +289,10 @@ async fn a_redirect_loop_is_found_and_a_straight_chain_is_not() {
         .collect();
     assert!(!loops.is_empty(), "{records:#?}");
     assert!(loops[0]["detail"].is_null());
-    assert!(loops[0]["findings"][0]["detail"].as_str().unwrap().contains("/cycle/"));
+    assert!(loops[0]["findings"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("/cycle/"));
 }
 
 #[tokio::test]
@@ -249,7 +305,12 @@ async fn the_log_holds_every_exchange_of_50_concurrent_clients() {
         let url = format!("http://origin.test:{}/client/{i}", origin.port());
         tasks.push(tokio::spawn(async move {
             for j in 0..10 {
-                let response = client.post(&url).body(format!("{i}-{j}")).send().await.unwrap();
+                let response = client
+                    .post(&url)
+                    .body(format!("{i}-{j}"))
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(response.status(), 200);
                 response.bytes().await.unwrap();
             }
@@ -267,8 +328,16 @@ async fn the_log_holds_every_exchange_of_50_concurrent_clients() {
     for line in lines {
         let record: Value = serde_json::from_str(line).expect("each line is one JSON object");
         for field in [
-            "ts", "client", "method", "url", "status", "duration_ms", "request_bytes",
-            "response_bytes", "action", "findings",
+            "ts",
+            "client",
+            "method",
+            "url",
+            "status",
+            "duration_ms",
+            "request_bytes",
+            "response_bytes",
+            "action",
+            "findings",
         ] {
             assert!(record.get(field).is_some(), "{field} missing in {line}");
         }

@@ -56,7 +56,9 @@ pub enum StsError {
     #[error("the directive `{name}` appears more than once (RFC 6797 §6.1: every directive must appear only once)")]
     Duplicate { name: String },
     /// `max-age` is present but its value is not delta-seconds.
-    #[error("max-age must be a number of seconds made of digits only, got `{value}` (RFC 6797 §6.1.1)")]
+    #[error(
+        "max-age must be a number of seconds made of digits only, got `{value}` (RFC 6797 §6.1.1)"
+    )]
     BadMaxAge { value: String },
     /// `max-age` is present without a value.
     #[error("max-age has no value (RFC 6797 §6.1.1 requires `max-age=<seconds>`)")]
@@ -217,7 +219,9 @@ fn delta_seconds(value: Value<'_>) -> Result<u64, StsError> {
         digits += 1;
         // Saturate instead of overflowing: the value is capped below anyway, and an
         // absurdly long number is still valid delta-seconds (Chromium MaxAgeToLimitedInt).
-        seconds = seconds.saturating_mul(10).saturating_add(u64::from(b - b'0'));
+        seconds = seconds
+            .saturating_mul(10)
+            .saturating_add(u64::from(b - b'0'));
     }
     if digits == 0 {
         return Err(bad());
@@ -508,12 +512,7 @@ mod tests {
                     name: "Max-Age".into(),
                 },
             ),
-            (
-                "max-age=1y",
-                StsError::BadMaxAge {
-                    value: "1y".into(),
-                },
-            ),
+            ("max-age=1y", StsError::BadMaxAge { value: "1y".into() }),
             ("max-age", StsError::MaxAgeWithoutValue),
             (
                 "max-age=1; includeSubDomains=1",

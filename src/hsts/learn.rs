@@ -151,7 +151,10 @@ mod tests {
     fn headers(values: &[&[u8]]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for v in values {
-            map.append(STRICT_TRANSPORT_SECURITY, HeaderValue::from_bytes(v).unwrap());
+            map.append(
+                STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_bytes(v).unwrap(),
+            );
         }
         map
     }
@@ -177,6 +180,7 @@ mod tests {
     fn observe_table() {
         use Expect::*;
         use Transport::*;
+        #[rustfmt::skip]
         let rows: Vec<(Transport, &str, Vec<&[u8]>, Expect)> = vec![
             // Verified TLS: learned (RFC 6797 §8.1).
             (TlsVerified, "example.com", vec![b"max-age=600"], Update(learn("example.com", 600, false))),
@@ -219,7 +223,9 @@ mod tests {
             if obs.finding.is_some() {
                 assert_eq!(obs.update, None, "a finding never comes with an update");
             }
-            let first = values.first().map(|v| String::from_utf8_lossy(v).into_owned());
+            let first = values
+                .first()
+                .map(|v| String::from_utf8_lossy(v).into_owned());
             assert_eq!(obs.raw, first, "raw is the first field");
         }
     }
@@ -227,7 +233,10 @@ mod tests {
     #[test]
     fn observe_bool_maps_to_plain_http_or_verified_tls() {
         let h = headers(&[b"max-age=60"]);
-        assert_eq!(observe(true, "a.test", &h).update, learn("a.test", 60, false));
+        assert_eq!(
+            observe(true, "a.test", &h).update,
+            learn("a.test", 60, false)
+        );
         assert_eq!(
             observe(false, "a.test", &h).finding.map(|f| f.kind),
             Some(FindingKind::StsOverHttp)
@@ -242,7 +251,11 @@ mod tests {
             "Strict-Transport-Security on plain http://x.test/ is ignored (RFC 6797 §8.1): \
              send it over HTTPS only, and answer http:// with a redirect to https://"
         );
-        let invalid = observe(true, "x.test", &headers(&[b"max-age=1y; includeSubDomains"]));
+        let invalid = observe(
+            true,
+            "x.test",
+            &headers(&[b"max-age=1y; includeSubDomains"]),
+        );
         assert_eq!(
             invalid.finding.unwrap().detail,
             "Strict-Transport-Security from https://x.test/ is ignored: max-age must be a number \

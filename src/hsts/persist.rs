@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Mutex, Notify};
 use tokio::task::JoinHandle;
 
-use super::store::{now_unix, normalize_host, Entry, HstsStore, Source};
+use super::store::{normalize_host, now_unix, Entry, HstsStore, Source};
 
 /// The file format version this code writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -152,10 +152,7 @@ pub fn load_at(path: &Path, now: u64) -> LoadOutcome {
 /// A corrupt file is kept as `FILE.corrupt` for the operator before the next save replaces it.
 fn corrupt(path: &Path, bytes: &[u8], why: &str) -> LoadOutcome {
     let backup = sibling(path, ".corrupt");
-    let kept = match backup
-        .as_deref()
-        .map(|b| fs::write(b, bytes).map(|()| b))
-    {
+    let kept = match backup.as_deref().map(|b| fs::write(b, bytes).map(|()| b)) {
         Some(Ok(b)) => format!("a copy is kept as {}", b.display()),
         Some(Err(e)) => format!("no copy could be kept ({e})"),
         None => "no copy could be kept".to_owned(),
@@ -447,11 +444,19 @@ mod tests {
     #[test]
     fn corrupt_files_warn_and_are_kept_aside() {
         let rows: &[(&str, &[u8], &str)] = &[
-            ("truncated", b"{\"version\": 1, \"entries\": [ {\"domain\": \"a.te", "not a valid store file"),
+            (
+                "truncated",
+                b"{\"version\": 1, \"entries\": [ {\"domain\": \"a.te",
+                "not a valid store file",
+            ),
             ("garbage", b"\x00\x01 not json", "not a valid store file"),
             ("empty", b"", "not a valid store file"),
             ("wrong shape", b"[1, 2, 3]", "not a valid store file"),
-            ("future version", b"{\"version\": 2, \"entries\": []}", "format version 2"),
+            (
+                "future version",
+                b"{\"version\": 2, \"entries\": []}",
+                "format version 2",
+            ),
         ];
         for &(case, bytes, why) in rows {
             let dir = tempfile::tempdir().unwrap();
@@ -460,12 +465,22 @@ mod tests {
             let out = load_at(&path, NOW);
             assert!(out.entries.is_empty(), "{case}");
             let warning = out.warning.unwrap_or_default();
-            assert!(warning.contains(&path.display().to_string()), "{case}: {warning}");
+            assert!(
+                warning.contains(&path.display().to_string()),
+                "{case}: {warning}"
+            );
             assert!(warning.contains(why), "{case}: {warning}");
             assert!(warning.contains("hsts.json.corrupt"), "{case}: {warning}");
             // The original is kept for the operator, byte for byte.
-            assert_eq!(fs::read(dir.path().join("hsts.json.corrupt")).unwrap(), bytes);
-            assert_eq!(fs::read(&path).unwrap(), bytes, "{case}: load never writes the file");
+            assert_eq!(
+                fs::read(dir.path().join("hsts.json.corrupt")).unwrap(),
+                bytes
+            );
+            assert_eq!(
+                fs::read(&path).unwrap(),
+                bytes,
+                "{case}: load never writes the file"
+            );
         }
     }
 
@@ -576,7 +591,10 @@ mod tests {
         wait_saved(&persister, store.generation(), Duration::from_secs(2)).await;
         assert_eq!(load(&path).entries.len(), 2000);
         let writes = persister.writes();
-        assert!((1..=3).contains(&writes), "2000 changes took {writes} writes");
+        assert!(
+            (1..=3).contains(&writes),
+            "2000 changes took {writes} writes"
+        );
         // A stale wake-up after the burst finds the file current and writes nothing.
         tokio::time::sleep(DEBOUNCE * 2).await;
         assert_eq!(persister.writes(), writes);

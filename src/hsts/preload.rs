@@ -4,8 +4,10 @@
 //! whose `entries` array holds objects with `name`, `policy`, `mode` and
 //! `include_subdomains` (plus pinning and Expect-CT fields this proxy ignores), with
 //! whole-line `//` comments that plain JSON does not allow. Only `"mode": "force-https"`
-//! entries mean HSTS; the rest (pins-only, Expect-CT-only) never upgrade a request, which is
-//! how Chromium's own generator reads the file.
+//! entries mean HSTS; the rest (pins-only, Expect-CT-only) never upgrade a request. They are
+//! still imported, marked `force_https: false`, because Chromium lets the most specific
+//! entry decide: a pins-only entry exempts its name from a preloaded superdomain (the list's
+//! own example: `chart.apis.google.com` under `apis.google.com`).
 //!
 //! Comment lines are blanked rather than removed, so a JSON error still points at the right
 //! line and column of the user's file.
@@ -19,11 +21,26 @@ use serde::Deserialize;
 
 use super::store::{is_ip_literal, normalize_host};
 
-/// One HSTS preload entry, with its name normalized (lowercase, A-labels, no trailing dot).
+/// One preload entry, with its name normalized (lowercase, A-labels, no trailing dot).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PreloadEntry {
     pub name: String,
+    /// The entry also covers every subdomain (`include_subdomains`).
     pub include_subdomains: bool,
+    /// `"mode": "force-https"`: the entry makes its hosts HSTS. When false the entry only
+    /// exempts its hosts from a preloaded superdomain, as in Chromium.
+    pub force_https: bool,
+}
+
+impl PreloadEntry {
+    /// An entry that forces HTTPS, as a `"mode": "force-https"` line does.
+    pub fn force_https(name: impl Into<String>, include_subdomains: bool) -> Self {
+        PreloadEntry {
+            name: name.into(),
+            include_subdomains,
+            force_https: true,
+        }
+    }
 }
 
 /// Why a preload list could not be read.
@@ -98,13 +115,12 @@ fn parse(text: &str) -> Result<Vec<PreloadEntry>, serde_json::Error> {
     let mut entries = Vec::with_capacity(list.entries.len());
     let mut skipped = 0usize;
     for raw in list.entries {
-        if raw.mode.as_deref() != Some("force-https") {
-            continue;
-        }
         match normalize_host(&raw.name) {
             Some(name) if !is_ip_literal(&name) => entries.push(PreloadEntry {
                 name: name.into_owned(),
                 include_subdomains: raw.include_subdomains,
+                // Chromium's generator: force-https is the only mode that means HSTS.
+                force_https: raw.mode.as_deref() == Some("force-https"),
             }),
             _ => {
                 skipped += 1;
@@ -188,10 +204,11 @@ mod tests {
     use super::*;
     use crate::hsts::store::{HstsStore, MemoryStore, Source};
 
-    fn names(entries: &[PreloadEntry]) -> Vec<(&str, bool)> {
+    /// (name, include_subdomains, force_https)
+    fn names(entries: &[PreloadEntry]) -> Vec<(&str, bool, bool)> {
         entries
             .iter()
-            .map(|e| (e.name.as_str(), e.include_subdomains))
+            .map(|e| (e.name.as_str(), e.include_subdomains, e.force_https))
             .collect()
     }
 
@@ -229,11 +246,16 @@ mod tests {
         assert_eq!(
             names(&entries),
             [
-                ("google", true),
-                ("gmail.com", false),
+                // Pins-only and Expect-CT-only entries do not force HTTPS.
+                ("pinningtest.appspot.com", true, false),
+                ("preloaded-expect-ct.badssl.com", false, false),
+                ("google", true, true),
+                ("gmail.com", false, true),
                 // Upper case normalized; policy is accepted and ignored.
-                ("0xaa55.me", true),
-                ("xn--bcher-kva.example", false),
+                ("0xaa55.me", true, true),
+                ("xn--bcher-kva.example", false, true),
+                // Invalid names and IP literals are skipped; other modes do not force.
+                ("other-mode.example", false, false),
             ]
         );
     }
@@ -262,7 +284,10 @@ mod tests {
         assert!(parse_preload("{\"entries\": []} // trailing").is_err());
         // CRLF files and a byte order mark are fine.
         let crlf = "\u{feff}// c\r\n{\"entries\": [\r\n// c\r\n{\"name\": \"a.test\", \"mode\": \"force-https\"}]}\r\n";
-        assert_eq!(names(&parse_preload(crlf).unwrap()), [("a.test", false)]);
+        assert_eq!(
+            names(&parse_preload(crlf).unwrap()),
+            [("a.test", false, true)]
+        );
     }
 
     #[test]
@@ -274,7 +299,11 @@ mod tests {
         assert!(err.to_string().contains("missing.json"), "{err}");
 
         let bad = dir.path().join("bad.json");
-        std::fs::write(&bad, "// header\n{\n  \"entries\": [ { \"name\": \"a\", } ]\n}\n").unwrap();
+        std::fs::write(
+            &bad,
+            "// header\n{\n  \"entries\": [ { \"name\": \"a\", } ]\n}\n",
+        )
+        .unwrap();
         let err = load_preload_file(&bad).unwrap_err().to_string();
         assert!(err.starts_with("preload list "), "{err}");
         assert!(err.contains("bad.json: line 3, column"), "{err}");
@@ -292,10 +321,12 @@ mod tests {
             return;
         }
         let entries = load_preload_file(&path).unwrap();
-        // 13,139 lines carry "mode": "force-https"; the pins-only and expect-* ones do not apply.
-        assert_eq!(entries.len(), 13_139);
+        assert_eq!(entries.len(), 13_399);
+        // 13,139 lines carry "mode": "force-https"; the pins-only and expect-* ones do not.
+        assert_eq!(entries.iter().filter(|e| e.force_https).count(), 13_139);
+        // "0xAA55.me" and "0xaa55.me" are both listed: one host once normalized.
         let store = MemoryStore::with_preload(entries);
-        assert_eq!(store.counts(), (0, 0, 13_139));
+        assert_eq!(store.counts(), (0, 0, 13_138));
         let rows: &[(&str, Option<(&str, bool)>)] = &[
             // The gTLD entry covers every name under it.
             ("google", Some(("google", true))),
@@ -305,15 +336,23 @@ mod tests {
             // gmail.com has no include_subdomains.
             ("gmail.com", Some(("gmail.com", false))),
             ("x.gmail.com", None),
-            // Pins-only entries never upgrade.
+            // Pins-only entries never upgrade ...
             ("pinningtest.appspot.com", None),
             ("android.com", None),
+            ("www.android.com", None),
+            ("www.google.com", None),
+            // ... and exempt their names from a preloaded superdomain, as in Chromium.
+            ("apis.google.com", Some(("apis.google.com", true))),
+            ("x.apis.google.com", Some(("apis.google.com", true))),
             ("chart.apis.google.com", None),
             // The one upper-case name, normalized.
             ("0xaa55.me", Some(("0xaa55.me", true))),
             ("www.0xAA55.me", Some(("0xaa55.me", true))),
             // The last entry of the file.
-            ("hstspreload.appspot.com", Some(("hstspreload.appspot.com", true))),
+            (
+                "hstspreload.appspot.com",
+                Some(("hstspreload.appspot.com", true)),
+            ),
             ("example.com", None),
         ];
         for &(host, expected) in rows {
@@ -321,7 +360,9 @@ mod tests {
             if let Some(e) = &got {
                 assert_eq!((e.source, e.expires_at), (Source::Preload, None));
             }
-            let got = got.as_ref().map(|e| (e.domain.as_str(), e.include_subdomains));
+            let got = got
+                .as_ref()
+                .map(|e| (e.domain.as_str(), e.include_subdomains));
             assert_eq!(got, expected, "{host}");
         }
     }
@@ -333,7 +374,7 @@ mod tests {
         let entries = parse_preload(&text).unwrap();
         let store = MemoryStore::with_preload(entries);
         let elapsed = start.elapsed();
-        assert_eq!(store.preload_len(), 135_000);
+        assert_eq!(store.preload_len(), 135_000); // one in ten is pins-only
         assert!(store.is_enforced("site0.example"));
         assert!(store.is_enforced("a.b.site149998.example"));
         assert!(!store.is_enforced("a.site1.example")); // odd: no include_subdomains

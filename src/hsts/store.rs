@@ -12,6 +12,12 @@
 //! lookups from many connections never contend on one lock. Preload entries live in an
 //! immutable `HashMap` built once, so 150,000 of them cost one hash probe per label.
 //!
+//! As in Chromium's `TransportSecurityState::GetSTSState`, the dynamic state is consulted
+//! first and the preload ("static") state only when no dynamic entry applies. Within the
+//! preload state the most specific matching entry decides, even one that does not force
+//! HTTPS: that is how the list exempts a name under a preloaded domain (its own comment:
+//! "chart.apis.google.com is *not* HSTS because the certificate doesn't match").
+//!
 //! The store is behind the [`HstsStore`] trait so that a shared backend (for example Redis
 //! with pub/sub invalidation, for a fleet of proxies) can sit beside [`MemoryStore`].
 
@@ -193,7 +199,8 @@ pub fn is_never_noted(host: &str) -> bool {
     let host = host.strip_suffix('.').unwrap_or(host).as_bytes();
     const SUFFIX: &[u8] = b".localhost";
     host.eq_ignore_ascii_case(b"localhost")
-        || (host.len() > SUFFIX.len() && host[host.len() - SUFFIX.len()..].eq_ignore_ascii_case(SUFFIX))
+        || (host.len() > SUFFIX.len()
+            && host[host.len() - SUFFIX.len()..].eq_ignore_ascii_case(SUFFIX))
 }
 
 /// Seconds since the Unix epoch, from the system clock (0 if the clock is before 1970).
@@ -201,6 +208,15 @@ pub fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// `host` and each of its superdomains, nearest first, with whether it is the host itself.
+/// The last label (a TLD such as `dev`) is included: whole TLDs are preloaded.
+fn self_and_superdomains(host: &str) -> impl Iterator<Item = (&str, bool)> {
+    std::iter::once((host, true)).chain(
+        host.match_indices('.')
+            .map(move |(dot, _)| (&host[dot + 1..], false)),
+    )
 }
 
 /// A learned or manual entry as the map holds it; the key is the domain.
@@ -236,10 +252,19 @@ impl Matched<'_> {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     dynamic: DashMap<Box<str>, Dynamic>,
-    /// Domain → include_subdomains. Built once; never written after construction.
-    preload: HashMap<Box<str>, bool>,
+    /// Built once; never written after construction, so reads take no lock at all.
+    preload: HashMap<Box<str>, Preloaded>,
+    /// How many preload entries force HTTPS (the others only exempt names).
+    preload_enforcing: usize,
     changed: Notify,
     generation: AtomicU64,
+}
+
+/// A preload entry as the map holds it; the key is the domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Preloaded {
+    include_subdomains: bool,
+    force_https: bool,
 }
 
 impl MemoryStore {
@@ -252,7 +277,7 @@ impl MemoryStore {
     /// listed twice, the later entry wins). Names are normalized; IP literals and invalid
     /// names are skipped.
     pub fn with_preload(entries: Vec<PreloadEntry>) -> Self {
-        let mut preload = HashMap::with_capacity(entries.len());
+        let mut preload: HashMap<Box<str>, Preloaded> = HashMap::with_capacity(entries.len());
         for entry in entries {
             let Some(domain) = normalize_host(&entry.name) else {
                 continue;
@@ -264,10 +289,16 @@ impl MemoryStore {
                 Cow::Borrowed(_) => entry.name.into_boxed_str(),
                 Cow::Owned(s) => s.into_boxed_str(),
             };
-            preload.insert(key, entry.include_subdomains);
+            let value = Preloaded {
+                include_subdomains: entry.include_subdomains,
+                force_https: entry.force_https,
+            };
+            preload.insert(key, value);
         }
+        let preload_enforcing = preload.values().filter(|p| p.force_https).count();
         MemoryStore {
             preload,
+            preload_enforcing,
             ..Self::default()
         }
     }
@@ -306,20 +337,18 @@ impl MemoryStore {
         restored
     }
 
-    /// How many preload entries the store holds.
+    /// How many preload entries force HTTPS (exemption-only entries are not counted).
     pub fn preload_len(&self) -> usize {
-        self.preload.len()
+        self.preload_enforcing
     }
 
-    /// The matching walk of RFC 6797 §8.2, nearest name first. At each name a dynamic entry
-    /// is consulted before a preload one, so a learned or manual entry overrides a preloaded
-    /// entry for the same host. A dynamic superdomain entry *without* includeSubDomains does
-    /// not hide a preloaded one *with* it: Chromium then falls through to its static
-    /// (preload) state as well, which keeps the subdomains protected.
+    /// The matching walk of RFC 6797 §8.2 over the dynamic entries, then over the preload
+    /// entries (Chromium's `GetDynamicSTSState || GetStaticSTSState`). A learned or manual
+    /// entry therefore overrides a preloaded one for the same host, while a dynamic
+    /// superdomain entry *without* includeSubDomains does not unprotect subdomains that a
+    /// preloaded entry covers.
     fn find_at<'h>(&self, host: &'h str, now: u64) -> Option<Matched<'h>> {
-        let mut name = host;
-        let mut exact = true;
-        loop {
+        for (name, exact) in self_and_superdomains(host) {
             if let Some(d) = self.dynamic.get(name) {
                 if d.expires_at > now && (exact || d.include_subdomains) {
                     return Some(Matched {
@@ -330,22 +359,22 @@ impl MemoryStore {
                     });
                 }
             }
-            if let Some(&include_subdomains) = self.preload.get(name) {
-                if exact || include_subdomains {
-                    return Some(Matched {
-                        domain: name,
-                        include_subdomains,
-                        expires_at: None,
-                        source: Source::Preload,
-                    });
-                }
-            }
-            // Walk up one label; the last label (a TLD such as `dev`) is a candidate too,
-            // since whole TLDs are preloaded.
-            let dot = name.find('.')?;
-            name = &name[dot + 1..];
-            exact = false;
         }
+        // The most specific preload entry that covers the host decides; if it does not force
+        // HTTPS, it exempts the host from a preloaded superdomain (Chromium's preload decoder
+        // keeps the deepest match, and upgrades only if that one says force-https).
+        let (domain, p) = self_and_superdomains(host).find_map(|(name, exact)| {
+            self.preload
+                .get(name)
+                .filter(|p| exact || p.include_subdomains)
+                .map(|p| (name, *p))
+        })?;
+        p.force_https.then_some(Matched {
+            domain,
+            include_subdomains: p.include_subdomains,
+            expires_at: None,
+            source: Source::Preload,
+        })
     }
 
     /// [`HstsStore::lookup`] at a given time.
@@ -392,9 +421,8 @@ impl MemoryStore {
                 match self.dynamic.entry(domain.into()) {
                     dashmap::Entry::Occupied(mut slot) => {
                         let old = *slot.get();
-                        if old.source == Source::Manual && old.expires_at > now {
-                            false
-                        } else if old == value {
+                        let manual_in_force = old.source == Source::Manual && old.expires_at > now;
+                        if manual_in_force || old == value {
                             false
                         } else {
                             slot.insert(value);
@@ -494,7 +522,7 @@ impl MemoryStore {
                 }
             }
         }
-        (learned, manual, self.preload.len())
+        (learned, manual, self.preload_enforcing)
     }
 
     /// [`HstsStore::prune_expired`] at a given time. Pruning is not a change the file must
@@ -580,9 +608,8 @@ mod tests {
     fn preload(list: &[(&str, bool)]) -> MemoryStore {
         MemoryStore::with_preload(
             list.iter()
-                .map(|&(name, include_subdomains)| PreloadEntry {
-                    name: name.to_owned(),
-                    include_subdomains,
+                .map(|&(name, include_subdomains)| {
+                    PreloadEntry::force_https(name, include_subdomains)
                 })
                 .collect(),
         )
@@ -598,7 +625,7 @@ mod tests {
             // Case-insensitive host names (RFC 4343; RFC 6797 §8.2 compares case-insensitively).
             ("EXAMPLE.com", Some("example.com"), false),
             // A trailing dot names the same host (RFC 6797 §8.3 compares without it; Chromium).
-            ("example.com.", Some("example.com"), false),
+            ("example.com.", Some("example.com"), true),
             // Internationalized names become punycode A-labels (RFC 6797 §8.3 item 4, UTS #46).
             ("bücher.de", Some("xn--bcher-kva.de"), false),
             ("BÜCHER.de.", Some("xn--bcher-kva.de"), false),
@@ -628,7 +655,7 @@ mod tests {
                 );
             }
         }
-        let long = format!("{}.com", ["a".repeat(63)].repeat(4).join("."));
+        let long = format!("{}.com", vec!["a".repeat(63); 4].join("."));
         assert!(long.len() > 253);
         assert_eq!(normalize_host(&long), None);
     }
@@ -637,19 +664,19 @@ mod tests {
     fn ip_literal_and_never_noted_table() {
         let rows: &[(&str, bool, bool)] = &[
             // (host, is_ip_literal, is_never_noted)
-            ("127.0.0.1", true, true),       // RFC 6797 §8.1.1: IPv4 literal
-            ("10.0.0.1.", true, true),       // with the root dot
-            ("::1", true, true),             // IPv6 without brackets
-            ("[::1]", true, true),           // IPv6 as a URI host (RFC 3986 §3.2.2)
-            ("[2001:db8::1]", true, true),   // IPv6 as a URI host
+            ("127.0.0.1", true, true),     // RFC 6797 §8.1.1: IPv4 literal
+            ("10.0.0.1.", true, true),     // with the root dot
+            ("::1", true, true),           // IPv6 without brackets
+            ("[::1]", true, true),         // IPv6 as a URI host (RFC 3986 §3.2.2)
+            ("[2001:db8::1]", true, true), // IPv6 as a URI host
             ("[fe80::1%25eth0]", true, true), // IPv6 with a zone id (RFC 6874)
-            ("127.1", true, true),           // WHATWG URL: ends in a number → IPv4
-            ("0x7f.0.0.1", true, true),      // WHATWG URL: hex IPv4 part
-            ("2130706433", true, true),      // WHATWG URL: one-number IPv4
-            ("localhost", false, true),      // RFC 6761 §6.3
-            ("LOCALHOST.", false, true),     // case and root dot
-            ("app.localhost", false, true),  // RFC 6761 §6.3: subdomains of localhost
-            ("notlocalhost", false, false),  // only the label, not the suffix string
+            ("127.1", true, true),         // WHATWG URL: ends in a number → IPv4
+            ("0x7f.0.0.1", true, true),    // WHATWG URL: hex IPv4 part
+            ("2130706433", true, true),    // WHATWG URL: one-number IPv4
+            ("localhost", false, true),    // RFC 6761 §6.3
+            ("LOCALHOST.", false, true),   // case and root dot
+            ("app.localhost", false, true), // RFC 6761 §6.3: subdomains of localhost
+            ("notlocalhost", false, false), // only the label, not the suffix string
             ("localhost.example", false, false),
             ("example.com", false, false),
             ("1.example.com", false, false), // a numeric first label is fine
@@ -664,11 +691,25 @@ mod tests {
     /// RFC 6797 §8.2 matching, one row per case.
     #[test]
     fn matching_table() {
-        let store = preload(&[
+        let mut list: Vec<PreloadEntry> = [
             ("preload-sub.test", true),
             ("preload-exact.test", false),
             ("dev", true), // a whole TLD is preloaded in Chromium's list
-        ]);
+            ("google.test", true),
+            ("apis.google.test", true),
+        ]
+        .into_iter()
+        .map(|(name, sub)| PreloadEntry::force_https(name, sub))
+        .collect();
+        // Entries without force-https (pins-only in Chromium's list) exempt their names.
+        for (name, include_subdomains) in [("chart.apis.google.test", true), ("only.dev", false)] {
+            list.push(PreloadEntry {
+                name: name.into(),
+                include_subdomains,
+                force_https: false,
+            });
+        }
+        let store = MemoryStore::with_preload(list);
         for u in [
             learn("learned.test", DAY, false),
             learn("learned-sub.test", DAY, true),
@@ -678,6 +719,7 @@ mod tests {
             assert!(store.apply_at(&u, NOW));
         }
         // (host, deciding domain, source)
+        #[rustfmt::skip]
         let rows: &[(&str, Option<(&str, Source)>)] = &[
             // Congruent match (§8.2).
             ("learned.test", Some(("learned.test", Source::Learned))),
@@ -696,6 +738,15 @@ mod tests {
             ("www.preload-exact.test", None),
             // A TLD entry covers every name under it.
             ("my.app.dev", Some(("dev", Source::Preload))),
+            // The most specific preload entry decides, and a non-force-https one exempts
+            // (Chromium: "chart.apis.google.com is *not* HSTS").
+            ("apis.google.test", Some(("apis.google.test", Source::Preload))),
+            ("x.apis.google.test", Some(("apis.google.test", Source::Preload))),
+            ("chart.apis.google.test", None),
+            ("x.chart.apis.google.test", None),
+            // An exemption without include_subdomains only exempts its own name.
+            ("only.dev", None),
+            ("sub.only.dev", Some(("dev", Source::Preload))),
             // Case, trailing dot and Unicode are normalized first.
             ("WWW.Learned-Sub.TEST.", Some(("learned-sub.test", Source::Learned))),
             // No entry.
@@ -755,7 +806,10 @@ mod tests {
         // Later, it moves the expiry (§8.1.1: update the cached expiry).
         assert!(store.apply_at(&learn("r.test", 100, true), NOW + 50));
         let e = store.lookup_at("r.test", NOW + 50).unwrap();
-        assert_eq!((e.expires_at, e.include_subdomains), (Some(NOW + 150), true));
+        assert_eq!(
+            (e.expires_at, e.include_subdomains),
+            (Some(NOW + 150), true)
+        );
     }
 
     #[test]
@@ -776,7 +830,10 @@ mod tests {
             host: "pre.test".into(),
         };
         assert!(!store.apply_at(&forget, NOW));
-        assert_eq!(store.lookup_at("pre.test", NOW).unwrap().source, Source::Preload);
+        assert_eq!(
+            store.lookup_at("pre.test", NOW).unwrap().source,
+            Source::Preload
+        );
     }
 
     #[test]
@@ -798,12 +855,39 @@ mod tests {
         assert_eq!(sub.source, Source::Preload);
 
         // A manual entry replaces the learned one.
-        store.add_manual_at("site.test", true, 10 * DAY, NOW).unwrap();
+        store
+            .add_manual_at("site.test", true, 10 * DAY, NOW)
+            .unwrap();
         let e = store.lookup_at("site.test", NOW).unwrap();
-        assert_eq!((e.source, e.expires_at), (Source::Manual, Some(NOW + 10 * DAY)));
+        assert_eq!(
+            (e.source, e.expires_at),
+            (Source::Manual, Some(NOW + 10 * DAY))
+        );
         // Once the dynamic entry expires, the preload decides again.
         let e = store.lookup_at("site.test", NOW + 10 * DAY).unwrap();
         assert_eq!(e.source, Source::Preload);
+    }
+
+    #[test]
+    fn dynamic_state_is_consulted_before_a_preload_exemption() {
+        let store = MemoryStore::with_preload(vec![
+            PreloadEntry::force_https("apis.example", true),
+            PreloadEntry {
+                name: "chart.apis.example".into(),
+                include_subdomains: true,
+                force_https: false,
+            },
+        ]);
+        assert!(!store.is_enforced_at("chart.apis.example", NOW));
+        // The site itself asks for HSTS on the whole tree: Chromium's dynamic state wins.
+        store.apply_at(&learn("apis.example", DAY, true), NOW);
+        let e = store.lookup_at("chart.apis.example", NOW).unwrap();
+        assert_eq!(
+            (e.domain.as_str(), e.source),
+            ("apis.example", Source::Learned)
+        );
+        // Exemption-only entries are not counted as preload entries.
+        assert_eq!(store.counts_at(NOW), (1, 0, 1));
     }
 
     #[test]
@@ -825,7 +909,14 @@ mod tests {
     #[test]
     fn never_noted_hosts_are_not_learned() {
         let store = MemoryStore::new();
-        for host in ["127.0.0.1", "[::1]", "localhost", "dev.localhost", "", "a..b"] {
+        for host in [
+            "127.0.0.1",
+            "[::1]",
+            "localhost",
+            "dev.localhost",
+            "",
+            "a..b",
+        ] {
             assert!(!store.apply_at(&learn(host, DAY, true), NOW), "{host:?}");
         }
         assert_eq!(store.counts_at(NOW), (0, 0, 0));
@@ -881,8 +972,11 @@ mod tests {
             .build()
             .unwrap()
             .block_on(async {
-                tokio::time::timeout(std::time::Duration::from_secs(1), store.changed().notified())
-                    .await
+                tokio::time::timeout(
+                    std::time::Duration::from_secs(1),
+                    store.changed().notified(),
+                )
+                .await
             });
         assert!(waited.is_ok());
         // No-ops do not count as changes.

@@ -134,6 +134,7 @@ mod tests {
 
     #[test]
     fn upgrade_uri_table() {
+        #[rustfmt::skip]
         let rows: &[(&str, Option<&str>)] = &[
             // Scheme to https, path and query unchanged (RFC 6797 §8.3 items 2, 6).
             ("http://example.com/a/b?x=1&y=2", Some("https://example.com/a/b?x=1&y=2")),
@@ -183,7 +184,10 @@ mod tests {
         let response = internal_redirect(&location, None);
         assert_eq!(response.status(), StatusCode::TEMPORARY_REDIRECT);
         assert_eq!(
-            response.extensions().get::<ReasonPhrase>().map(|r| r.as_bytes()),
+            response
+                .extensions()
+                .get::<ReasonPhrase>()
+                .map(|r| r.as_bytes()),
             Some(&b"Internal Redirect"[..])
         );
         let h = response.headers();
@@ -219,11 +223,17 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();
-            let service = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-                let target = upgrade_uri(req.uri()).unwrap();
-                let (parts, ()) = internal_redirect(&target, req.headers().get("origin")).into_parts();
-                Ok::<_, std::convert::Infallible>(Response::from_parts(parts, Empty::<Bytes>::new()))
-            });
+            let service = hyper::service::service_fn(
+                |req: http::Request<hyper::body::Incoming>| async move {
+                    let target = upgrade_uri(req.uri()).unwrap();
+                    let (parts, ()) =
+                        internal_redirect(&target, req.headers().get("origin")).into_parts();
+                    Ok::<_, std::convert::Infallible>(Response::from_parts(
+                        parts,
+                        Empty::<Bytes>::new(),
+                    ))
+                },
+            );
             hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await
@@ -238,10 +248,19 @@ mod tests {
         let mut bytes = Vec::new();
         client.read_to_end(&mut bytes).await.unwrap();
         let text = String::from_utf8(bytes).unwrap();
-        assert!(text.starts_with("HTTP/1.1 307 Internal Redirect\r\n"), "{text}");
+        assert!(
+            text.starts_with("HTTP/1.1 307 Internal Redirect\r\n"),
+            "{text}"
+        );
         let lower = text.to_ascii_lowercase();
-        assert!(lower.contains("\r\nlocation: https://example.com/form?a=1\r\n"), "{text}");
-        assert!(lower.contains("\r\nnon-authoritative-reason: hsts\r\n"), "{text}");
+        assert!(
+            lower.contains("\r\nlocation: https://example.com/form?a=1\r\n"),
+            "{text}"
+        );
+        assert!(
+            lower.contains("\r\nnon-authoritative-reason: hsts\r\n"),
+            "{text}"
+        );
         assert!(lower.contains("\r\ncontent-length: 0\r\n"), "{text}");
         assert!(text.ends_with("\r\n\r\n"), "empty body: {text}");
         server.await.unwrap();

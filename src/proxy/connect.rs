@@ -62,7 +62,9 @@ pub async fn handle(
                 let shared2 = shared.clone();
                 tokio::spawn(async move {
                     match on_upgrade.await {
-                        Ok(upgraded) => tunnel(&shared2, exchange, TokioIo::new(upgraded), stream).await,
+                        Ok(upgraded) => {
+                            tunnel(&shared2, exchange, TokioIo::new(upgraded), stream).await
+                        }
                         Err(err) => tracing::debug!(%client, "CONNECT upgrade failed: {err}"),
                     }
                 });
@@ -83,7 +85,9 @@ pub async fn handle(
     let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => intercept(shared, client, host, authority, TokioIo::new(upgraded)).await,
+            Ok(upgraded) => {
+                intercept(shared, client, host, authority, TokioIo::new(upgraded)).await
+            }
             Err(err) => tracing::debug!(%client, "CONNECT upgrade failed: {err}"),
         }
     });
@@ -218,7 +222,10 @@ async fn intercept_tls<I>(
 /// certificate_unknown from others).
 fn rejected_our_ca(err: &std::io::Error) -> bool {
     use rustls::AlertDescription as A;
-    match err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+    match err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
         Some(rustls::Error::AlertReceived(alert)) => matches!(
             alert,
             A::UnknownCA | A::BadCertificate | A::CertificateUnknown | A::AccessDenied

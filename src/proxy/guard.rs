@@ -44,13 +44,20 @@ impl Credentials {
 
 /// Whether `host:port` is the proxy's own listener, so forwarding would loop back into it.
 /// `resolved` is the `--resolve` override for the host, if any.
-pub fn targets_listener(host: &str, port: u16, resolved: Option<IpAddr>, listen: SocketAddr) -> bool {
+pub fn targets_listener(
+    host: &str,
+    port: u16,
+    resolved: Option<IpAddr>,
+    listen: SocketAddr,
+) -> bool {
     if port != listen.port() {
         return false;
     }
     let ip = resolved.or_else(|| {
         let bare = host.trim_start_matches('[').trim_end_matches(']');
-        if bare.eq_ignore_ascii_case("localhost") || bare.to_ascii_lowercase().ends_with(".localhost") {
+        if bare.eq_ignore_ascii_case("localhost")
+            || bare.to_ascii_lowercase().ends_with(".localhost")
+        {
             Some(IpAddr::from([127, 0, 0, 1]))
         } else {
             bare.parse().ok()
@@ -73,7 +80,10 @@ mod tests {
 
     fn with_auth(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(header::PROXY_AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        headers.insert(
+            header::PROXY_AUTHORIZATION,
+            HeaderValue::from_str(value).unwrap(),
+        );
         headers
     }
 
@@ -84,7 +94,13 @@ mod tests {
         let rows = [
             (format!("Basic {good}"), true),
             (format!("basic {good}"), true), // RFC 9110 §11.1: scheme is case-insensitive
-            (format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("alice:wrong")), false),
+            (
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode("alice:wrong")
+                ),
+                false,
+            ),
             (format!("Bearer {good}"), false),
             ("Basic !!!notbase64".to_string(), false),
             ("Basic".to_string(), false),
@@ -106,14 +122,24 @@ mod tests {
             ("127.0.0.2", 8080, None, listen, false),
             ("127.0.0.1", 8081, None, listen, false),
             ("secure.test", 8080, None, listen, false),
-            ("loop.test", 8080, Some(IpAddr::from([127, 0, 0, 1])), listen, true),
+            (
+                "loop.test",
+                8080,
+                Some(IpAddr::from([127, 0, 0, 1])),
+                listen,
+                true,
+            ),
             ("127.0.0.1", 8080, None, any, true),
             ("0.0.0.0", 8080, None, listen, true),
             ("[::1]", 8080, None, listen, false),
             ("[::1]", 8080, None, any, true),
         ];
         for (host, port, resolved, listen, expected) in rows {
-            assert_eq!(targets_listener(host, port, resolved, listen), expected, "{host}:{port} vs {listen}");
+            assert_eq!(
+                targets_listener(host, port, resolved, listen),
+                expected,
+                "{host}:{port} vs {listen}"
+            );
         }
     }
 }

@@ -82,9 +82,10 @@ pub fn via_contains(headers: &HeaderMap, pseudonym: &str) -> bool {
 }
 
 fn has_token(value: &HeaderValue, token: &str) -> bool {
-    value
-        .to_str()
-        .is_ok_and(|text| text.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    value.to_str().is_ok_and(|text| {
+        text.split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    })
 }
 
 #[cfg(test)]
@@ -143,7 +144,13 @@ mod tests {
     fn websocket_detection() {
         let rows: [(&[(&str, &str)], bool); 4] = [
             (&[("upgrade", "websocket"), ("connection", "Upgrade")], true),
-            (&[("upgrade", "WebSocket"), ("connection", "keep-alive, upgrade")], true),
+            (
+                &[
+                    ("upgrade", "WebSocket"),
+                    ("connection", "keep-alive, upgrade"),
+                ],
+                true,
+            ),
             (&[("upgrade", "websocket")], false),
             (&[("upgrade", "h2c"), ("connection", "upgrade")], false),
         ];
@@ -156,7 +163,10 @@ mod tests {
     fn via_is_appended_and_loops_are_seen() {
         let mut headers = map(&[("via", "1.1 other-proxy")]);
         assert!(!via_contains(&headers, "strictproxy-abc"));
-        append_via(&mut headers, &HeaderValue::from_static("1.1 strictproxy-abc"));
+        append_via(
+            &mut headers,
+            &HeaderValue::from_static("1.1 strictproxy-abc"),
+        );
         assert_eq!(headers.get_all("via").iter().count(), 2);
         assert!(via_contains(&headers, "strictproxy-abc"));
         let combined = map(&[("via", "1.0 fred, 1.1 strictproxy-abc (strictproxy)")]);

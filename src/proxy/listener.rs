@@ -2,6 +2,7 @@
 //! concurrent connections (past it, a raw `503` and close, without stalling the loop), HTTP/1.1
 //! and HTTP/2 served by hyper-util's auto builder, and graceful shutdown on a signal.
 
+use crate::proxy::idle::IdleTimeout;
 use crate::proxy::pipeline::{self, Entry};
 use crate::proxy::{connect, respond, Shared};
 use http::Method;
@@ -53,7 +54,10 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch
                 });
                 let conn = shared
                     .server
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .serve_connection_with_upgrades(
+                        TokioIo::new(IdleTimeout::new(stream, shared.config.idle_timeout)),
+                        service,
+                    )
                     .into_owned();
                 let conn = graceful.watch(conn);
                 let metrics_shared = shared.clone();
@@ -71,8 +75,14 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch
     }
     drop(listener);
     let grace = shared.config.shutdown_grace;
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!("connections still open after {} s; closing them", grace.as_secs());
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "connections still open after {} s; closing them",
+            grace.as_secs()
+        );
     }
 }
 

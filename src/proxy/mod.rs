@@ -14,6 +14,7 @@ pub mod connect;
 pub mod exchange;
 pub mod guard;
 pub mod headers;
+pub mod idle;
 pub mod listener;
 pub mod pages;
 pub mod pipeline;

@@ -111,14 +111,19 @@ mod tests {
         assert!(is_local_name("StrictProxy.Local."));
         assert!(!is_local_name("strictproxy.local.evil"));
         let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_static("strictproxy.local:80"));
+        headers.insert(
+            header::HOST,
+            HeaderValue::from_static("strictproxy.local:80"),
+        );
         assert!(is_local_host(&headers));
     }
 
     #[test]
     fn page_names_every_platform() {
         let page = install_page();
-        for platform in ["Firefox", "Chromium", "Debian", "macOS", "Windows", "Android", "iOS"] {
+        for platform in [
+            "Firefox", "Chromium", "Debian", "macOS", "Windows", "Android", "iOS",
+        ] {
             assert!(page.contains(platform), "{platform}");
         }
         assert!(page.contains("href=\"/ca.pem\"") && page.contains("href=\"/ca.crt\""));

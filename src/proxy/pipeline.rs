@@ -51,12 +51,28 @@ pub async fn handle(
         if let Some(credentials) = &shared.credentials {
             if !credentials.accepts(req.headers()) {
                 let exchange = Exchange::begin(client, req.method().clone(), req.uri().to_string());
-                return answer(&shared, exchange, respond::proxy_auth_required(), Action::Error);
+                return answer(
+                    &shared,
+                    exchange,
+                    respond::proxy_auth_required(),
+                    Action::Error,
+                );
             }
         }
     }
 
     // 2. Target.
+    let target_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len())
+        + req.uri().authority().map_or(0, |a| a.as_str().len());
+    if target_len > shared.config.max_uri_bytes {
+        let exchange = Exchange::begin(client, req.method().clone(), String::new());
+        return answer(
+            &shared,
+            exchange,
+            respond::uri_too_long(shared.config.max_uri_bytes),
+            Action::Error,
+        );
+    }
     let parsed = match &entry {
         Entry::Listener => target::parse_absolute(req.uri()),
         Entry::Tunnel { authority, secure } => target::inner_target(req.uri(), authority, *secure),
@@ -70,7 +86,12 @@ pub async fn handle(
         }
         Err(err) => {
             let exchange = Exchange::begin(client, req.method().clone(), req.uri().to_string());
-            return answer(&shared, exchange, respond::bad_request(&err.to_string()), Action::Error);
+            return answer(
+                &shared,
+                exchange,
+                respond::bad_request(&err.to_string()),
+                Action::Error,
+            );
         }
     };
     let exchange = Exchange::begin(client, req.method().clone(), target.url());
@@ -166,7 +187,10 @@ async fn forward(
         &shared.upstream.general
     };
 
-    let mut response = match client.request(Request::from_parts(parts, upstream_body)).await {
+    let mut response = match client
+        .request(Request::from_parts(parts, upstream_body))
+        .await
+    {
         Ok(response) => response,
         Err(err) => return upstream_failure(&shared, exchange, &target, &err),
     };
@@ -196,7 +220,11 @@ async fn forward(
     parts.version = Version::HTTP_11;
 
     if let (Some(upstream_upgrade), Some(client_upgrade)) = (upstream_upgrade, client_upgrade) {
-        tokio::spawn(splice_upgrade(client_upgrade, upstream_upgrade, target.url()));
+        tokio::spawn(splice_upgrade(
+            client_upgrade,
+            upstream_upgrade,
+            target.url(),
+        ));
     }
 
     let status = parts.status.as_u16();
@@ -240,9 +268,10 @@ fn audit_redirect(shared: &Shared, exchange: &mut Exchange, parts: &mut http::re
     if parts.status.as_u16() != original {
         exchange.rewritten_from = Some(original);
     }
-    if let Some(finding) = shared
-        .chains
-        .observe(exchange.client.ip(), &url, decision.target.as_ref())
+    if let Some(finding) =
+        shared
+            .chains
+            .observe(exchange.client.ip(), &url, decision.target.as_ref())
     {
         exchange.add_finding(shared, finding);
     }

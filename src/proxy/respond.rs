@@ -25,7 +25,18 @@ fn text(status: StatusCode, message: &str) -> Response<ProxyBody> {
 
 /// `400`: the request (or CONNECT target) is malformed; `message` says how.
 pub fn bad_request(message: &str) -> Response<ProxyBody> {
-    text(StatusCode::BAD_REQUEST, &format!("strictproxy: bad request: {message}"))
+    text(
+        StatusCode::BAD_REQUEST,
+        &format!("strictproxy: bad request: {message}"),
+    )
+}
+
+/// `414`: the request target is longer than the configured limit.
+pub fn uri_too_long(limit: usize) -> Response<ProxyBody> {
+    text(
+        StatusCode::URI_TOO_LONG,
+        &format!("strictproxy: the request target is longer than {limit} bytes (max_uri_bytes)"),
+    )
 }
 
 /// `407`: credentials are required (RFC 9110 §15.5.8), with the challenge.
@@ -43,7 +54,10 @@ pub fn proxy_auth_required() -> Response<ProxyBody> {
 
 /// `502`: the upstream could not be reached or trusted; `cause` names the host and why.
 pub fn bad_gateway(cause: &str) -> Response<ProxyBody> {
-    text(StatusCode::BAD_GATEWAY, &format!("strictproxy: bad gateway: {cause}"))
+    text(
+        StatusCode::BAD_GATEWAY,
+        &format!("strictproxy: bad gateway: {cause}"),
+    )
 }
 
 /// `503`: the proxy is at its connection limit (or shutting down).
@@ -60,12 +74,18 @@ pub fn service_unavailable(message: &str) -> Response<ProxyBody> {
 
 /// `504`: the upstream did not answer in time.
 pub fn gateway_timeout(cause: &str) -> Response<ProxyBody> {
-    text(StatusCode::GATEWAY_TIMEOUT, &format!("strictproxy: gateway timeout: {cause}"))
+    text(
+        StatusCode::GATEWAY_TIMEOUT,
+        &format!("strictproxy: gateway timeout: {cause}"),
+    )
 }
 
 /// `508`: the request would come back to this proxy (RFC 5842 §7.2).
 pub fn loop_detected(message: &str) -> Response<ProxyBody> {
-    text(StatusCode::LOOP_DETECTED, &format!("strictproxy: loop detected: {message}"))
+    text(
+        StatusCode::LOOP_DETECTED,
+        &format!("strictproxy: loop detected: {message}"),
+    )
 }
 
 /// The `200` that opens a CONNECT tunnel (RFC 9110 §9.3.6: no body, no Content-Length).
@@ -75,7 +95,7 @@ pub fn connect_established() -> Response<ProxyBody> {
 
 /// The raw bytes of a `503` for a connection refused before any HTTP parsing (the accept loop
 /// is over its connection cap and must not spend more on this client).
-pub const RAW_SERVICE_UNAVAILABLE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 63\r\nRetry-After: 1\r\nConnection: close\r\n\r\nstrictproxy: service unavailable: too many client connections\n";
+pub const RAW_SERVICE_UNAVAILABLE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 62\r\nRetry-After: 1\r\nConnection: close\r\n\r\nstrictproxy: service unavailable: too many client connections\n";
 
 /// A local page (the CA install page and its downloads).
 pub fn local(content_type: &'static str, bytes: impl Into<bytes::Bytes>) -> Response<ProxyBody> {

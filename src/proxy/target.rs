@@ -133,11 +133,7 @@ pub fn parse_absolute(uri: &Uri) -> Result<Target, TargetError> {
 
 /// Builds the target of a request received inside a CONNECT tunnel, whose URI is usually in
 /// origin-form: the tunnel's authority supplies the host.
-pub fn inner_target(
-    uri: &Uri,
-    tunnel: &Authority,
-    secure: bool,
-) -> Result<Target, TargetError> {
+pub fn inner_target(uri: &Uri, tunnel: &Authority, secure: bool) -> Result<Target, TargetError> {
     if uri.scheme().is_some() && uri.authority().is_some() {
         let mut target = parse_absolute(uri)?;
         // The tunnel decides security, whatever scheme the client wrote.
@@ -172,20 +168,24 @@ fn build(
     if host.is_empty() {
         return Err(TargetError::MissingHost(text.to_string()));
     }
-    // `Authority::port_u16` is None both for "no port" and for a port that does not fit.
-    let port = match authority.port() {
-        Some(port) => port
-            .as_str()
+    // `Authority::port` is None both for "no port" and for one that does not fit in a u16,
+    // so read the text after the host ourselves.
+    let after_host = authority
+        .as_str()
+        .rsplit_once('@')
+        .map_or(authority.as_str(), |(_, rest)| rest);
+    let port_text = match after_host.rfind(']') {
+        Some(close) => after_host[close + 1..].strip_prefix(':'),
+        None => after_host.rsplit_once(':').map(|(_, port)| port),
+    };
+    let explicit_port = port_text.is_some();
+    let port = match port_text {
+        Some(port_str) => port_str
             .parse::<u16>()
             .ok()
             .filter(|p| *p != 0)
             .ok_or_else(|| TargetError::InvalidPort(text.to_string()))?,
-        None => {
-            if authority.as_str().ends_with(':') {
-                return Err(TargetError::InvalidPort(text.to_string()));
-            }
-            scheme.default_port()
-        }
+        None => scheme.default_port(),
     };
     // Drop userinfo and a default port; lowercase the host (RFC 3986 §3.2.2).
     let bare = host.trim_start_matches('[').trim_end_matches(']');
@@ -195,7 +195,7 @@ fn build(
     } else {
         host_lower.clone()
     };
-    let authority_text = if port == scheme.default_port() && authority.port().is_none() {
+    let authority_text = if !explicit_port {
         display_host
     } else {
         format!("{display_host}:{port}")
@@ -246,14 +246,50 @@ mod tests {
     fn absolute_targets() {
         // (input, scheme, host, port, url)
         let rows = [
-            ("http://Example.com/a?b=1", "http", "example.com", 80, "http://example.com/a?b=1"),
-            ("http://example.com", "http", "example.com", 80, "http://example.com/"),
-            ("http://example.com:8080/", "http", "example.com", 8080, "http://example.com:8080/"),
+            (
+                "http://Example.com/a?b=1",
+                "http",
+                "example.com",
+                80,
+                "http://example.com/a?b=1",
+            ),
+            (
+                "http://example.com",
+                "http",
+                "example.com",
+                80,
+                "http://example.com/",
+            ),
+            (
+                "http://example.com:8080/",
+                "http",
+                "example.com",
+                8080,
+                "http://example.com:8080/",
+            ),
             // An explicit default port is kept in the authority as the client wrote it.
-            ("http://example.com:80/", "http", "example.com", 80, "http://example.com:80/"),
-            ("ws://chat.test/socket", "ws", "chat.test", 80, "ws://chat.test/socket"),
+            (
+                "http://example.com:80/",
+                "http",
+                "example.com",
+                80,
+                "http://example.com:80/",
+            ),
+            (
+                "ws://chat.test/socket",
+                "ws",
+                "chat.test",
+                80,
+                "ws://chat.test/socket",
+            ),
             ("http://[::1]:81/x", "http", "::1", 81, "http://[::1]:81/x"),
-            ("http://user@example.com/", "http", "example.com", 80, "http://example.com/"),
+            (
+                "http://user@example.com/",
+                "http",
+                "example.com",
+                80,
+                "http://example.com/",
+            ),
         ];
         for (input, scheme, host, port, url) in rows {
             let target = parse_absolute(&input.parse().unwrap()).unwrap();
@@ -266,11 +302,19 @@ mod tests {
 
     #[test]
     fn bad_absolute_targets_say_why() {
-        let rows: [(&str, fn(&TargetError) -> bool); 4] = [
+        type Check = fn(&TargetError) -> bool;
+        let rows: [(&str, Check); 4] = [
             ("/just/a/path", |e| matches!(e, TargetError::NotAbsolute(_))),
-            ("ftp://files.test/x", |e| matches!(e, TargetError::UnsupportedScheme(s) if s == "ftp")),
-            ("http://example.com:99999/", |e| matches!(e, TargetError::InvalidPort(_))),
-            ("http://example.com:0/", |e| matches!(e, TargetError::InvalidPort(_))),
+            (
+                "ftp://files.test/x",
+                |e| matches!(e, TargetError::UnsupportedScheme(s) if s == "ftp"),
+            ),
+            ("http://example.com:99999/", |e| {
+                matches!(e, TargetError::InvalidPort(_))
+            }),
+            ("http://example.com:0/", |e| {
+                matches!(e, TargetError::InvalidPort(_))
+            }),
         ];
         for (input, check) in rows {
             let err = parse_absolute(&input.parse().unwrap()).unwrap_err();
@@ -287,7 +331,12 @@ mod tests {
         let (host, port, _) = parse_connect(&"[::1]:8443".parse().unwrap()).unwrap();
         assert_eq!((host.as_str(), port), ("::1", 8443));
         // RFC 9110 §9.3.6: the port is required.
-        for bad in ["secure.test", "secure.test:0", "secure.test:x", "http://a:1/"] {
+        for bad in [
+            "secure.test",
+            "secure.test:0",
+            "secure.test:x",
+            "http://a:1/",
+        ] {
             let uri: Result<Uri, _> = bad.parse();
             if let Ok(uri) = uri {
                 assert!(parse_connect(&uri).is_err(), "{bad}");
@@ -305,6 +354,9 @@ mod tests {
         let default_port: Authority = "secure.test:443".parse().unwrap();
         let target = inner_target(&"/".parse().unwrap(), &default_port, true).unwrap();
         assert_eq!(target.port, 443);
-        assert_eq!(target.upstream_uri().unwrap().to_string(), "https://secure.test:443/");
+        assert_eq!(
+            target.upstream_uri().unwrap().to_string(),
+            "https://secure.test:443/"
+        );
     }
 }

@@ -213,7 +213,12 @@ async fn route(
     let headers: HashMap<String, String> = req
         .headers()
         .iter()
-        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let method = req.method().to_string();
     let version = req.version();
@@ -231,7 +236,12 @@ async fn route(
         return Ok(response);
     }
 
-    let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     seen.lock().unwrap().push(Seen {
         method: method.clone(),
         path: path.clone(),
@@ -256,7 +266,11 @@ async fn route(
         // `/cycle/{i}/{k}` redirects to `/cycle/{i+1 mod k}/{k}`: a redirect loop of length k.
         let mut parts = rest.split('/');
         let i: u32 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-        let k: u32 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(2).max(1);
+        let k: u32 = parts
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2)
+            .max(1);
         let mut response = Response::new(full("cycle\n"));
         *response.status_mut() = StatusCode::FOUND;
         response.headers_mut().insert(
@@ -287,7 +301,10 @@ async fn route(
         let stream = futures_util::stream::iter(
             (0..chunks)
                 .map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone())))
-                .chain(std::iter::once(Ok(Frame::data(Bytes::from(vec![b'x'; rest]))))),
+                .chain(std::iter::once(Ok(Frame::data(Bytes::from(vec![
+                    b'x';
+                    rest
+                ]))))),
         );
         let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
         response
@@ -319,10 +336,8 @@ fn websocket_echo(req: &mut Request<Incoming>) -> Response<OriginBody> {
             .await;
             let (mut tx, mut rx) = ws.split();
             while let Some(Ok(msg)) = rx.next().await {
-                if msg.is_text() || msg.is_binary() {
-                    if tx.send(msg).await.is_err() {
-                        break;
-                    }
+                if (msg.is_text() || msg.is_binary()) && tx.send(msg).await.is_err() {
+                    break;
                 }
             }
         }
@@ -382,7 +397,9 @@ pub fn overrides(dir: &std::path::Path, ca: Option<&TestCa>) -> Overrides {
         listen: Some("127.0.0.1:0".into()),
         admin: Some("127.0.0.1:0".into()),
         ca_dir: Some(dir.join("ca")),
-        upstream_ca: ca.map(|ca| vec![ca.ca_pem_path.clone()]).unwrap_or_default(),
+        upstream_ca: ca
+            .map(|ca| vec![ca.ca_pem_path.clone()])
+            .unwrap_or_default(),
         resolve: ORIGIN_NAMES
             .iter()
             .map(|name| format!("{name}=127.0.0.1"))
