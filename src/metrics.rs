@@ -45,8 +45,8 @@ pub struct Metrics {
     upstream_errors: Family<Cause, Counter>,
     tls_handshakes: Family<Outcome, Counter>,
     hsts_entries: Family<Source, Gauge>,
-    leaf_cache_hits: Gauge,
-    leaf_cache_misses: Gauge,
+    leaf_cache_hits: Counter,
+    leaf_cache_misses: Counter,
     open_connections: Gauge,
     latency: Histogram,
 }
@@ -92,13 +92,13 @@ impl Metrics {
             "HSTS store entries, by source",
             hsts_entries.clone(),
         );
-        let leaf_cache_hits = Gauge::default();
+        let leaf_cache_hits = Counter::default();
         registry.register(
             "leaf_cache_hits",
             "Leaf certificate cache hits since start",
             leaf_cache_hits.clone(),
         );
-        let leaf_cache_misses = Gauge::default();
+        let leaf_cache_misses = Counter::default();
         registry.register(
             "leaf_cache_misses",
             "Leaf certificate cache misses (certificates minted) since start",
@@ -193,8 +193,16 @@ impl Metrics {
                 .get_or_create(&Source { source })
                 .set(count as i64);
         }
-        self.leaf_cache_hits.set(leaf_hits as i64);
-        self.leaf_cache_misses.set(leaf_misses as i64);
+        // The cache keeps its own monotonic counts; bring the exported counters up to them.
+        for (counter, value) in [
+            (&self.leaf_cache_hits, leaf_hits),
+            (&self.leaf_cache_misses, leaf_misses),
+        ] {
+            let exported = counter.get();
+            if value > exported {
+                counter.inc_by(value - exported);
+            }
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -220,7 +228,7 @@ mod tests {
             "strictproxy_findings_total{kind=\"method_change_risk\"} 1",
             "strictproxy_upstream_errors_total{cause=\"refused\"} 1",
             "strictproxy_hsts_entries{source=\"preload\"} 100",
-            "strictproxy_leaf_cache_hits 5",
+            "strictproxy_leaf_cache_hits_total 5",
             "strictproxy_request_duration_seconds_count 2",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");

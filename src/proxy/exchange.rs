@@ -63,14 +63,10 @@ impl Exchange {
         let elapsed = self.started.elapsed();
         let duration_ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0;
         let action_name = action.as_str();
+        // One readable line per exchange; the traffic log holds the structured record.
         tracing::info!(
             target: "strictproxy::exchange",
             client = %self.client,
-            method = %self.method,
-            url = %self.url,
-            status,
-            action = action_name,
-            duration_ms,
             "{} {} {} {} {:.1}ms",
             self.method,
             self.url,
