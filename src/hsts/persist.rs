@@ -16,7 +16,7 @@
 //! file and the error, a copy of it kept beside it as `FILE.corrupt`, and an empty store:
 //! never a crash.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -237,7 +237,7 @@ fn write_then_rename(path: &Path, tmp: &Path, entries: &[Entry]) -> Result<(), P
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        File::open(dir)
+        fs::File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(io("fsync the directory", dir))?;
     }

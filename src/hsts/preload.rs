@@ -84,12 +84,7 @@ struct RawEntry<'a> {
 /// Parses the text of a preload list. Entries whose name is not a valid domain name (or is
 /// an IP literal) are skipped with a warning, so one bad line does not lose the list.
 pub fn parse_preload(text: &str) -> Result<Vec<PreloadEntry>, PreloadError> {
-    parse(text).map_err(|e| PreloadError::Format {
-        path: None,
-        line: e.line(),
-        column: e.column(),
-        message: e.to_string(),
-    })
+    parse(text).map_err(|e| format_error(None, &e))
 }
 
 /// Reads and parses a preload list file; errors name the file and the line and column.
@@ -98,12 +93,22 @@ pub fn load_preload_file(path: &Path) -> Result<Vec<PreloadEntry>, PreloadError>
         path: path.to_owned(),
         source,
     })?;
-    parse(&text).map_err(|e| PreloadError::Format {
-        path: Some(path.to_owned()),
+    parse(&text).map_err(|e| format_error(Some(path), &e))
+}
+
+fn format_error(path: Option<&Path>, e: &serde_json::Error) -> PreloadError {
+    // serde_json's message ends with " at line L column C"; the error reports those itself.
+    let text = e.to_string();
+    let message = match text.rfind(" at line ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    };
+    PreloadError::Format {
+        path: path.map(Path::to_owned),
         line: e.line(),
         column: e.column(),
-        message: strip_position(&e),
-    })
+        message,
+    }
 }
 
 fn parse(text: &str) -> Result<Vec<PreloadEntry>, serde_json::Error> {
@@ -124,7 +129,10 @@ fn parse(text: &str) -> Result<Vec<PreloadEntry>, serde_json::Error> {
             }),
             _ => {
                 skipped += 1;
-                tracing::warn!(name = %raw.name, "preload entry skipped: not a valid domain name");
+                // Name the first few; a wholly broken list should not flood the log.
+                if skipped <= 5 {
+                    tracing::warn!(name = %raw.name, "preload entry skipped: not a valid domain name");
+                }
             }
         }
     }
@@ -159,15 +167,6 @@ fn blank_comment_lines(text: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
-}
-
-/// serde_json's message ends with " at line L column C"; the error reports those itself.
-fn strip_position(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    match text.rfind(" at line ") {
-        Some(at) => text[..at].to_owned(),
-        None => text,
-    }
 }
 
 /// A synthetic list of `n` entries in the same format as Chromium's (comment lines, pinsets,
@@ -264,13 +263,17 @@ mod tests {
     fn errors_name_line_and_column() {
         // Line numbers survive comment blanking.
         let text = "// c1\n// c2\n{\n  \"entries\": [\n    { \"name\": 5 }\n  ]\n}\n";
-        match parse_preload(text) {
-            Err(PreloadError::Format { line, path, .. }) => {
-                assert_eq!(line, 5);
+        let err = parse_preload(text).unwrap_err();
+        match &err {
+            PreloadError::Format { line, path, .. } => {
+                assert_eq!(*line, 5);
                 assert!(path.is_none());
             }
             other => panic!("{other:?}"),
         }
+        let text = err.to_string();
+        assert!(text.starts_with("line 5, column "), "{text}");
+        assert!(!text.contains(" at line "), "position said once: {text}");
         // Not an object with entries.
         assert!(matches!(
             parse_preload("[]"),

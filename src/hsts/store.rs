@@ -95,7 +95,8 @@ pub trait HstsStore: Send + Sync {
     fn is_enforced(&self, host: &str) -> bool;
     /// Applies what [`super::learn::observe`] decided. Returns whether the store changed.
     fn apply(&self, update: &StsUpdate) -> bool;
-    /// Adds or replaces a manual entry that lasts `max_age` seconds.
+    /// Adds or replaces a manual entry that lasts `max_age` seconds. IP literals are refused
+    /// (HSTS never applies to them); `localhost` is allowed, as the operator's explicit choice.
     fn add_manual(
         &self,
         domain: &str,

@@ -168,10 +168,10 @@ pub fn load_hsts(config: &Config) -> Result<Arc<dyn HstsStore>, StartError> {
     let mut preloaded = Vec::new();
     for path in &config.preload {
         let entries = preload::load_preload_file(path)?;
+        let force_https = entries.iter().filter(|e| e.force_https).count();
         tracing::info!(
-            "preload list {}: {} force-https entries",
-            path.display(),
-            entries.len()
+            "preload list {}: {force_https} force-https entries",
+            path.display()
         );
         preloaded.extend(entries);
     }
