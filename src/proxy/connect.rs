@@ -60,7 +60,7 @@ pub async fn handle(
             Ok(stream) => {
                 let on_upgrade = hyper::upgrade::on(req);
                 let shared2 = shared.clone();
-                tokio::spawn(async move {
+                shared.tunnels.spawn(async move {
                     match on_upgrade.await {
                         Ok(upgraded) => {
                             tunnel(&shared2, exchange, TokioIo::new(upgraded), stream).await
@@ -83,7 +83,8 @@ pub async fn handle(
     }
 
     let on_upgrade = hyper::upgrade::on(req);
-    tokio::spawn(async move {
+    let tunnels = shared.tunnels.clone();
+    tunnels.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 intercept(shared, client, host, authority, TokioIo::new(upgraded)).await
@@ -254,7 +255,21 @@ async fn serve_inner<I>(
     let conn = shared
         .server
         .serve_connection_with_upgrades(TokioIo::new(io), service);
-    if let Err(err) = conn.await {
+    tokio::pin!(conn);
+    let mut stopping = shared.stopping.clone();
+    // The watch guard is dropped inside this future, so nothing !Send crosses an await.
+    let stop = async move {
+        let _ = stopping.wait_for(|stop| *stop).await.map(|_| ());
+    };
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = stop => {
+            // Finish the requests in flight, then close (shutdown waits for this task).
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(err) = result {
         crate::proxy::listener::log_connection_error(client, err.as_ref());
     }
 }

@@ -52,7 +52,7 @@ impl Exchange {
             kind = finding.kind.as_str(),
             client = %self.client,
             "{}",
-            finding.detail
+            crate::redirect::console_line(&finding)
         );
         shared.metrics.finding(finding.kind);
         self.findings.push(finding);

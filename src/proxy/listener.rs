@@ -74,11 +74,20 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch
         }
     }
     drop(listener);
+    // Connections on the listener and in tunnels were told to stop (the tunnels watch the
+    // same signal); both get the same deadline to finish what is in flight.
     let grace = shared.config.shutdown_grace;
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    shared.tunnels.close();
+    tracing::info!(
+        "stopped accepting; draining requests in flight ({} tunnel(s) open, up to {} s)",
+        shared.tunnels.len(),
+        grace.as_secs()
+    );
+    let drained = async {
+        graceful.shutdown().await;
+        shared.tunnels.wait().await;
+    };
+    if tokio::time::timeout(grace, drained).await.is_err() {
         tracing::warn!(
             "connections still open after {} s; closing them",
             grace.as_secs()

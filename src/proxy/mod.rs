@@ -86,6 +86,10 @@ pub struct Shared {
     pub metrics: Metrics,
     /// The HTTP server settings for client connections (listener and tunnels alike).
     pub server: auto::Builder<TokioExecutor>,
+    /// Turns true when the proxy is asked to stop; tunnels then finish their requests in flight.
+    pub stopping: watch::Receiver<bool>,
+    /// The tasks serving CONNECT tunnels, so shutdown can wait for them to drain.
+    pub tunnels: tokio_util::task::TaskTracker,
 }
 
 /// A running proxy.
@@ -232,8 +236,11 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
         .as_ref()
         .map(|path| persist::spawn_persister(hsts.clone(), path.clone()));
 
+    let (shutdown, shutdown_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         server: server_builder(&config),
+        stopping: shutdown_rx.clone(),
+        tunnels: tokio_util::task::TaskTracker::new(),
         chains: RedirectChains::new(20, 10_000, Duration::from_secs(60)),
         config,
         hsts,
@@ -264,7 +271,6 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
         None => (None, None),
     };
 
-    let (shutdown, shutdown_rx) = watch::channel(false);
     let listener_task = tokio::spawn(listener::run(listener, shared.clone(), shutdown_rx));
     Ok(RunningProxy {
         addr: listen,
