@@ -223,7 +223,11 @@ async fn serve(config: Config) -> Result<()> {
         }
         writeln!(
             out,
-            "  trust the CA:  curl -x http://{} --cacert {ca_path} https://example.org/   (or open http://strictproxy.local/ through the proxy)",
+            "  trust the CA:  sudo cp {ca_path} /usr/local/share/ca-certificates/strictproxy.crt && sudo update-ca-certificates"
+        )?;
+        writeln!(
+            out,
+            "  or per client: curl -x http://{} --cacert {ca_path} https://example.org/   (other devices: open http://strictproxy.local/ through the proxy)",
             proxy.addr
         )?;
         out.flush()?;

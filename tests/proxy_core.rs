@@ -299,7 +299,7 @@ async fn a_second_connect_reuses_the_cached_leaf() {
 async fn large_bodies_stream_without_buffering() {
     let origin = Origin::http().await;
     let proxy = start_proxy(None, |_| {}).await;
-    let size: u64 = 256 * 1024 * 1024;
+    let size: u64 = 1024 * 1024 * 1024;
     let before = rss_kib();
     let mut response = proxy
         .client()
@@ -318,6 +318,28 @@ async fn large_bodies_stream_without_buffering() {
     assert!(
         growth_mib < 64,
         "RSS grew by {growth_mib} MiB for a {} MiB body",
+        size >> 20
+    );
+
+    // The same for an upload, streamed from the client in 64 KiB chunks.
+    let before = rss_kib();
+    let chunk = bytes::Bytes::from(vec![b'u'; 64 * 1024]);
+    let chunks = (size / chunk.len() as u64) as usize;
+    let stream = futures_util::stream::iter(
+        (0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+    );
+    let response = proxy
+        .client()
+        .post(format!("http://origin.test:{}/sink", origin.port()))
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), format!("received {size}\n"));
+    let growth_mib = (rss_kib().saturating_sub(before)) / 1024;
+    assert!(
+        growth_mib < 64,
+        "RSS grew by {growth_mib} MiB for a {} MiB upload",
         size >> 20
     );
 }

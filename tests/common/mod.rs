@@ -195,6 +195,7 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 /// - `/cycle/{i}/{k}` — 302 to `/cycle/{i+1 mod k}/{k}` (a redirect loop)
 /// - `/sts?v=VALUE` — 200 with `Strict-Transport-Security: VALUE` (twice with `&v2=`)
 /// - `/big/{n}` — n bytes, streamed in 64 KiB chunks
+/// - `/sink` — counts an uploaded body without keeping it
 /// - `/ws` — WebSocket echo
 /// - anything else — 200 echoing method, path and body length as text
 async fn route(
@@ -236,6 +237,25 @@ async fn route(
         return Ok(response);
     }
 
+    if path == "/sink" {
+        // Counts an upload frame by frame without keeping it (for the streaming tests).
+        let mut body = req.into_body();
+        let mut total = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                total += data.len() as u64;
+            }
+        }
+        seen.lock().unwrap().push(Seen {
+            method,
+            path,
+            host,
+            headers,
+            body: Vec::new(),
+            version,
+        });
+        return Ok(Response::new(full(format!("received {total}\n"))));
+    }
     let body = req
         .into_body()
         .collect()
