@@ -30,10 +30,10 @@ struct Flags {
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080]
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, global = true, value_name = "ADDR")]
     listen: Option<String>,
     /// Admin API address (loopback only), e.g. 127.0.0.1:8081
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, global = true, value_name = "ADDR")]
     admin: Option<String>,
     /// Folder of the local CA (ca.pem, ca-key.pem; created if absent) [default: certs]
     #[arg(long, global = true, value_name = "DIR")]
@@ -45,28 +45,28 @@ struct Flags {
     #[arg(long, global = true, value_name = "FILE")]
     preload: Vec<PathBuf>,
     /// Extra CA certificate (PEM) trusted for upstream TLS (repeatable)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     upstream_ca: Vec<PathBuf>,
     /// Send upstream connections for HOST to IP, like curl --resolve (repeatable)
-    #[arg(long, value_name = "HOST=IP")]
+    #[arg(long, global = true, value_name = "HOST=IP")]
     resolve: Vec<String>,
     /// Tunnel HOST (or *.DOMAIN) blind, without interception (repeatable)
-    #[arg(long, value_name = "PATTERN")]
+    #[arg(long, global = true, value_name = "PATTERN")]
     passthrough: Vec<String>,
     /// Ambiguous 301/302 after non-GET: log them, or rewrite them to 308/307 [default: log]
-    #[arg(long, value_name = "log|rewrite")]
+    #[arg(long, global = true, value_name = "log|rewrite")]
     redirect_policy: Option<String>,
     /// JSON-lines traffic log, one object per exchange
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     traffic_log: Option<PathBuf>,
     /// Require proxy credentials USER:PASS (Proxy-Authorization: Basic)
-    #[arg(long, value_name = "USER:PASS")]
+    #[arg(long, global = true, value_name = "USER:PASS")]
     auth: Option<String>,
     /// Allow a non-loopback listen address without --auth
-    #[arg(long)]
+    #[arg(long, global = true)]
     allow_open: bool,
     /// Console log format [default: text]
-    #[arg(long, value_name = "text|json")]
+    #[arg(long, global = true, value_name = "text|json")]
     log_format: Option<String>,
 }
 
