@@ -89,11 +89,10 @@ fn spawn(dir: &Path, args: &[&str]) -> Proc {
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
+        // Keep reading to the end: a closed stdout would make the proxy's next write fail.
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
+            let _ = tx.send(line);
         }
     });
     let banner = rx
@@ -593,10 +592,20 @@ impl Drained {
         heads: mpsc::Receiver<()>,
         before_terminate: impl FnOnce(),
     ) -> Vec<serde_json::Value> {
-        let in_flight = tokio::spawn(self.client.get(url).send());
-        tokio::task::spawn_blocking(move || heads.recv_timeout(Duration::from_secs(10)).unwrap())
-            .await
-            .unwrap();
+        let mut in_flight = tokio::spawn(self.client.get(url).send());
+        let at_origin =
+            tokio::task::spawn_blocking(move || heads.recv_timeout(Duration::from_secs(10)));
+        tokio::select! {
+            reached = at_origin => assert!(
+                reached.unwrap().is_ok(),
+                "{url} never reached the origin; proxy log: {}",
+                self.proxy.stderr()
+            ),
+            early = &mut in_flight => panic!(
+                "{url} was answered before it reached the origin: {early:?}; proxy log: {}",
+                self.proxy.stderr()
+            ),
+        }
         before_terminate();
         self.proxy.terminate();
         let response = in_flight
@@ -653,7 +662,6 @@ async fn sigterm_drains_a_plain_request_in_flight_then_flushes_the_store_and_the
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: SIGTERM cuts requests inside CONNECT tunnels (src/proxy/connect.rs serves them in tasks the listener's GracefulShutdown does not watch); run with --ignored once fixed"]
 async fn sigterm_drains_an_intercepted_request_in_flight_then_flushes_what_it_taught() {
     let test_ca = TestCa::with_names(&["slow.test"]);
     let (port, heads) = slow_origin(
