@@ -207,37 +207,41 @@ fn init_logging(format: LogFormat) {
 async fn serve(config: Config) -> Result<()> {
     let proxy = strictproxy::proxy::start(config).await?;
     let ca_path = proxy.ca_path().display().to_string();
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(
-            out,
-            "strictproxy listening on http://{} (CA: {ca_path})",
-            proxy.addr
-        )?;
-        match proxy.admin_addr {
-            Some(admin) => writeln!(
-                out,
-                "  admin API: http://{admin}/hsts  http://{admin}/metrics"
-            )?,
-            None => writeln!(out, "  admin API: off (enable with --admin 127.0.0.1:8081)")?,
-        }
-        writeln!(
-            out,
-            "  trust the CA:  sudo cp {ca_path} /usr/local/share/ca-certificates/strictproxy.crt && sudo update-ca-certificates"
-        )?;
-        writeln!(
-            out,
-            "  or per client: curl -x http://{} --cacert {ca_path} https://example.org/   (other devices: open http://strictproxy.local/ through the proxy)",
-            proxy.addr
-        )?;
-        out.flush()?;
-    }
+    // The banner is for a person; a closed stdout (a supervisor, `| head -1`) must not stop
+    // the proxy, so write errors are ignored.
+    let _ = print_banner(&proxy, &ca_path);
     wait_for_shutdown(&proxy).await?;
     tracing::info!(
         "shutting down: draining requests, then writing the HSTS store and the traffic log"
     );
     proxy.shutdown().await;
     Ok(())
+}
+
+fn print_banner(proxy: &strictproxy::proxy::RunningProxy, ca_path: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "strictproxy listening on http://{} (CA: {ca_path})",
+        proxy.addr
+    )?;
+    match proxy.admin_addr {
+        Some(admin) => writeln!(
+            out,
+            "  admin API: http://{admin}/hsts  http://{admin}/metrics"
+        )?,
+        None => writeln!(out, "  admin API: off (enable with --admin 127.0.0.1:8081)")?,
+    }
+    writeln!(
+            out,
+            "  trust the CA:  sudo cp {ca_path} /usr/local/share/ca-certificates/strictproxy.crt && sudo update-ca-certificates"
+        )?;
+    writeln!(
+            out,
+            "  or per client: curl -x http://{} --cacert {ca_path} https://example.org/   (other devices: open http://strictproxy.local/ through the proxy)",
+            proxy.addr
+        )?;
+    out.flush()
 }
 
 #[cfg(unix)]

@@ -398,3 +398,56 @@ pub async fn connect_through(
         .await
         .unwrap()
 }
+
+/// An origin that answers the first request on each connection and then, keeping the
+/// connection open as if for keep-alive, closes it as soon as a second request arrives: the
+/// race a pooled upstream connection loses when the origin's keep-alive runs out.
+async fn origin_closing_reused_connections() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let refused_count = refused.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let refused = refused.clone();
+            tokio::spawn(async move {
+                let _ = read_head(&mut stream).await;
+                let body = "fresh\n";
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                stream.write_all(response.as_bytes()).await.unwrap();
+                let mut buf = [0u8; 1024];
+                // The second request: read it whole, then close without a word.
+                if stream.read(&mut buf).await.unwrap_or(0) > 0 {
+                    refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    (port, refused_count)
+}
+
+#[tokio::test]
+async fn a_get_on_a_pooled_connection_the_origin_closed_is_sent_again() {
+    let (port, refused) = origin_closing_reused_connections().await;
+    let proxy = start_proxy(None, |_| {}).await;
+    let client = proxy.client();
+    for _ in 0..3 {
+        let response = client
+            .get(format!("http://origin.test:{port}/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), "fresh\n");
+    }
+    assert!(
+        refused.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the proxy never reused a pooled connection, so nothing was tested"
+    );
+}

@@ -180,6 +180,18 @@ async fn forward(
     // The upstream protocol is negotiated per connection (ALPN), not copied from the client.
     parts.version = Version::HTTP_11;
     parts.extensions = http::Extensions::new();
+    // A pooled connection may be closed by the origin just as a request goes out on it (its
+    // keep-alive ran out first). A bodiless idempotent request can be repeated safely on a
+    // fresh connection (RFC 9110 §9.2.2), so keep what is needed to send it again.
+    use http_body::Body as _;
+    let replayable =
+        (!websocket && is_idempotent(&parts.method) && incoming.is_end_stream()).then(|| {
+            (
+                parts.method.clone(),
+                parts.uri.clone(),
+                parts.headers.clone(),
+            )
+        });
     let upstream_body = body::boxed(Counted::new(incoming, exchange.request_bytes.clone()));
     let client = if websocket {
         &shared.upstream.http1
@@ -187,10 +199,21 @@ async fn forward(
         &shared.upstream.general
     };
 
-    let mut response = match client
+    let first = client
         .request(Request::from_parts(parts, upstream_body))
-        .await
-    {
+        .await;
+    let result = match (first, replayable) {
+        (Err(err), Some((method, uri, headers))) if is_stale_connection(&err) => {
+            tracing::debug!(url = %exchange.url, "pooled connection closed under the request; sending it again");
+            let mut retry = Request::new(body::empty());
+            *retry.method_mut() = method;
+            *retry.uri_mut() = uri;
+            *retry.headers_mut() = headers;
+            client.request(retry).await
+        }
+        (result, _) => result,
+    };
+    let mut response = match result {
         Ok(response) => response,
         Err(err) => return upstream_failure(&shared, exchange, &target, &err),
     };
@@ -278,6 +301,40 @@ fn audit_redirect(shared: &Shared, exchange: &mut Exchange, parts: &mut http::re
     for finding in decision.findings {
         exchange.add_finding(shared, finding);
     }
+}
+
+/// Methods whose requests can be repeated without changing their effect (RFC 9110 §9.2.2).
+fn is_idempotent(method: &http::Method) -> bool {
+    use http::Method as M;
+    [M::GET, M::HEAD, M::OPTIONS, M::TRACE, M::PUT, M::DELETE].contains(method)
+}
+
+/// Whether a request failed because a reused connection was closed under it, before any
+/// response: the one failure a retry on a fresh connection fixes.
+fn is_stale_connection(err: &hyper_util::client::legacy::Error) -> bool {
+    if err.is_connect() {
+        return false;
+    }
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_closed() || h.is_canceled() {
+                return true;
+            }
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// Answers an upstream failure: `504` for a timeout, `502` otherwise, naming host and cause.

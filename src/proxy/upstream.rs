@@ -442,7 +442,9 @@ impl Upstream {
             Ok(Client::builder(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .pool_timer(TokioTimer::new())
-                .pool_idle_timeout(Duration::from_secs(60))
+                // Shorter than the common server keep-alive (Apache and Node.js close idle
+                // connections after 5 s), so the pool rarely hands out one the origin is closing.
+                .pool_idle_timeout(Duration::from_secs(4))
                 .pool_max_idle_per_host(256)
                 .build(connector))
         };
