@@ -353,21 +353,6 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n = stream.read(&mut byte).await.unwrap();
-        assert!(
-            n == 1,
-            "closed before the end of the head: {:?}",
-            String::from_utf8_lossy(&head)
-        );
-        head.push(byte[0]);
-    }
-    String::from_utf8_lossy(&head).into_owned()
-}
-
 /// Opens a CONNECT tunnel through the proxy and a TLS session over it that trusts the proxy CA.
 pub async fn connect_through(
     proxy: &TestProxy,
@@ -375,24 +360,8 @@ pub async fn connect_through(
     port: u16,
     alpn: &[&[u8]],
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let mut stream = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
-    let connect = format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n");
-    stream.write_all(connect.as_bytes()).await.unwrap();
-    let head = read_head(&mut stream).await;
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut proxy.ca_pem().as_slice()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let stream = open_tunnel(proxy.addr(), &format!("{host}:{port}")).await;
+    let connector = tokio_rustls::TlsConnector::from(trusting_proxy(proxy, true, alpn));
     connector
         .connect(host.to_string().try_into().unwrap(), stream)
         .await

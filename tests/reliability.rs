@@ -42,45 +42,6 @@ async fn start_with_toml(
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Reads one HTTP/1.1 response from `stream` as raw bytes: the head, and the body as far as
-/// Content-Length says (or until the peer closes). At most 10 s.
-async fn read_response<S: AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(end) = find(&out, b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&out[..end]).to_ascii_lowercase();
-            let length = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok());
-            let no_body = head.starts_with("http/1.1 1")
-                || head.starts_with("http/1.1 204")
-                || head.starts_with("http/1.1 304");
-            match length {
-                Some(length) if out.len() >= end + 4 + length => {
-                    out.truncate(end + 4 + length);
-                    return out;
-                }
-                None if no_body => {
-                    out.truncate(end + 4);
-                    return out;
-                }
-                _ => {}
-            }
-        }
-        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return out,
-            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
 /// Sends `request` on a new connection to `addr` and returns the raw response.
 async fn exchange_bytes(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).await.unwrap();
@@ -103,48 +64,6 @@ async fn read_until_closed<S: AsyncRead + Unpin>(
             Err(_) => return None,
         }
     }
-}
-
-/// Opens a CONNECT tunnel through the proxy and returns the stream after its `200`.
-async fn open_tunnel(proxy: SocketAddr, authority: &str) -> TcpStream {
-    let mut stream = TcpStream::connect(proxy).await.unwrap();
-    let connect = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
-    stream.write_all(connect.as_bytes()).await.unwrap();
-    // The 200 that opens a tunnel has no body (RFC 9110 §9.3.6): read its head byte by byte,
-    // so nothing of the tunnel is consumed.
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n = stream.read(&mut byte).await.unwrap();
-        assert_eq!(
-            n,
-            1,
-            "closed in the head: {:?}",
-            String::from_utf8_lossy(&head)
-        );
-        head.push(byte[0]);
-    }
-    let text = String::from_utf8_lossy(&head);
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    stream
-}
-
-/// A TLS client config that trusts only the proxy's CA.
-fn trusting_proxy(proxy: &TestProxy, sni: bool) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut proxy.ca_pem().as_slice()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    config.enable_sni = sni;
-    Arc::new(config)
 }
 
 /// An origin that answers with exact bytes: `answer(path)` gives the whole response, which
@@ -471,7 +390,7 @@ async fn a_client_hello_without_sni_gets_a_leaf_for_the_connect_host() {
     // leaf from the CONNECT host, with an iPAddress SAN for the client to match.
     let authority = format!("127.0.0.1:{}", origin.port());
     let stream = open_tunnel(proxy.addr(), &authority).await;
-    let connector = tokio_rustls::TlsConnector::from(trusting_proxy(&proxy, true));
+    let connector = tokio_rustls::TlsConnector::from(trusting_proxy(&proxy, true, &[b"http/1.1"]));
     let name =
         rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]).into());
     let mut tls = connector.connect(name, stream).await.unwrap();
@@ -497,7 +416,7 @@ async fn a_client_hello_without_sni_gets_a_leaf_for_the_connect_host() {
 
     // A DNS name with SNI switched off (old clients, some IoT stacks): the CONNECT host.
     let stream = open_tunnel(proxy.addr(), &format!("secure.test:{}", origin.port())).await;
-    let connector = tokio_rustls::TlsConnector::from(trusting_proxy(&proxy, false));
+    let connector = tokio_rustls::TlsConnector::from(trusting_proxy(&proxy, false, &[b"http/1.1"]));
     let mut tls = connector
         .connect("secure.test".try_into().unwrap(), stream)
         .await

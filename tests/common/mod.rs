@@ -451,15 +451,25 @@ pub async fn start_proxy_in(dir: tempfile::TempDir, o: Overrides) -> TestProxy {
     }
 }
 
-/// Sends raw bytes to `addr` and returns the first response: its head, and its body as far
-/// as Content-Length says (or until the server closes, at most 5 s).
+/// Sends raw bytes to `addr` and returns the first response as text (see [`read_response`]).
 pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(request).await.unwrap();
+    String::from_utf8_lossy(&read_response(&mut stream).await).into_owned()
+}
+
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Reads one HTTP/1.1 response from `stream` as raw bytes: the head, and the body as far as
+/// Content-Length says (or until the peer closes). At most 10 s.
+pub async fn read_response<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
     let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     let mut buf = [0u8; 8192];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         if let Some(end) = find(&out, b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&out[..end]).to_ascii_lowercase();
@@ -470,18 +480,60 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
             if let Some(length) = length {
                 if out.len() >= end + 4 + length {
                     out.truncate(end + 4 + length);
-                    break;
+                    return out;
                 }
             }
         }
         match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return out,
             Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// Reads a response head byte by byte, so nothing after it (a tunnel, a WebSocket) is consumed.
+pub async fn read_head<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).await.unwrap();
+        assert_eq!(
+            n,
+            1,
+            "closed in the head: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Opens a CONNECT tunnel through the proxy at `proxy` and returns the stream after its `200`.
+pub async fn open_tunnel(proxy: SocketAddr, authority: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let connect = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+    stream.write_all(connect.as_bytes()).await.unwrap();
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    stream
+}
+
+/// A TLS client config that trusts only the proxy's CA, with SNI on or off and the given ALPN.
+pub fn trusting_proxy(proxy: &TestProxy, sni: bool, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut proxy.ca_pem().as_slice()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config.enable_sni = sni;
+    Arc::new(config)
 }
