@@ -12,11 +12,12 @@
 //! Skipped, saying so, when /usr/bin/chromium or certutil (libnss3-tools) is missing; `.ci/run`
 //! installs both.
 
+mod common;
+
+use common::lab_process::LabProcess;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -34,130 +35,6 @@ const LAB_HOSTS: [&str; 4] = [
 const GOOGLE_BYPASS: &str = "*google.com;*googleapis.com;*gstatic.com;*gvt1.com;*gvt2.com;\
                              *googleusercontent.com;*.google;*googlezip.net;*youtube.com;\
                              *doubleclick.net;*chromium.org";
-
-/// The lab binary, its stdout read line by line.
-struct LabProcess {
-    child: Child,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl LabProcess {
-    fn start(ca_dir: &Path, tmp: &Path) -> LabProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strictproxy"))
-            .args(["--listen", "127.0.0.1:0", "lab", "--ca-dir"])
-            .arg(ca_dir)
-            .env("TMPDIR", tmp)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let lines = stdout.clone();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let text = stderr.clone();
-        let mut err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                text.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let mut lab = LabProcess {
-            child,
-            stdout,
-            stderr,
-        };
-        lab.wait_for_line("Ctrl-C stops the lab");
-        lab
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.stdout.lock().unwrap().clone()
-    }
-
-    fn wait_for_line(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(line) = self.lines().into_iter().find(|l| l.contains(needle)) {
-                return line;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "the lab exited ({status}):\n{}\n{}",
-                    self.lines().join("\n"),
-                    self.stderr.lock().unwrap()
-                );
-            }
-            assert!(Instant::now() < deadline, "no {needle:?} from the lab");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The value printed after a label in the lab's header.
-    fn field(&self, label: &str) -> String {
-        let line = self
-            .lines()
-            .into_iter()
-            .find(|l| l.trim_start().starts_with(label))
-            .unwrap_or_else(|| panic!("no `{label}` line"));
-        line.trim_start()[label.len()..]
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_string()
-    }
-
-    /// The port the lab printed for a demo origin.
-    fn origin_port(&self, host: &str) -> u16 {
-        let line = self
-            .lines()
-            .into_iter()
-            .find(|l| l.contains("demo origins"))
-            .unwrap();
-        let at = line.find(&format!("{host}:")).unwrap() + host.len() + 1;
-        line[at..]
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
-}
-
-impl Drop for LabProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            // SIGINT first, as a person would; it flushes the log and the store.
-            let _ = Command::new("kill")
-                .args(["-INT", &self.child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
@@ -265,7 +142,7 @@ fn chromium_is_upgraded_by_the_proxys_307_after_learning_hsts() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let ca_dir = tmp.path().join("ca");
-    let lab = LabProcess::start(&ca_dir, tmp.path());
+    let lab = LabProcess::start("127.0.0.1:0", &ca_dir);
     let proxy = lab.field("lab proxy");
     let proxy_ca = lab.field("proxy CA");
     let traffic_log = PathBuf::from(lab.field("traffic log"));

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod lab_process;
+
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode};
