@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# bench/setup.sh — installs what bench/run.sh needs and builds it, on Debian/Ubuntu:
+# nginx (the origin), wrk (plain-HTTP load), openssl and curl (test CA, smoke checks),
+# util-linux (taskset), then the proxy in release mode and the load client in bench/loadgen.
+# Run it once from a fresh clone; it needs root (or sudo) for apt-get.
+set -euo pipefail
+
+BENCH=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$BENCH")
+
+SUDO=()
+[[ $(id -u) == 0 ]] || SUDO=(sudo)
+PACKAGES=(nginx-light wrk openssl curl util-linux procps)
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+    "${SUDO[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The Debian package may start a system nginx on port 80: run.sh does not use it, it starts
+# its own on free loopback ports.
+cargo build --release --manifest-path "$ROOT/Cargo.toml" --bin strictproxy
+cargo build --release --manifest-path "$BENCH/loadgen/Cargo.toml"
+echo "bench/setup.sh: ready; run bench/run.sh (or bench/run.sh --quick)"
