@@ -231,9 +231,9 @@ pub fn client_tls(
     // Offer AES-128-GCM first, as browsers do: origins pick it, and it is the cheapest suite
     // on CPUs with AES instructions (SHA-384 has no fast path on some of them).
     let mut provider = rustls::crypto::ring::default_provider();
-    provider.cipher_suites.sort_by_key(|suite| {
-        suite.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
-    });
+    provider
+        .cipher_suites
+        .sort_by_key(|suite| suite.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
     let provider = Arc::new(provider);
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
