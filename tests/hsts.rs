@@ -15,7 +15,7 @@ async fn learn(proxy: &TestProxy, host: &str, origin: &Origin, value: &str) -> r
         origin.port(),
         url::form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>()
     );
-    proxy.client().get(url).send().await.unwrap()
+    proxy.get(url).await
 }
 
 #[tokio::test]
@@ -27,11 +27,8 @@ async fn learned_host_gets_a_307_internal_redirect_without_reaching_the_origin()
 
     // Before learning, plain HTTP is forwarded.
     let before = proxy
-        .client()
         .get(format!("http://secure.test:{}/before", plain.port()))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(before.status(), 200);
 
     assert_eq!(
@@ -130,11 +127,8 @@ async fn include_subdomains_reaches_subdomains_and_plain_entries_do_not() {
     learn(&proxy, "sub.secure.test", &secure, "max-age=3600").await;
     // Without includeSubDomains, a deeper host is not covered (RFC 6797 §8.2).
     let deep = proxy
-        .client()
         .get(format!("http://deep.sub.secure.test:{}/", plain.port()))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(deep.status(), 200);
     learn(
         &proxy,
@@ -144,11 +138,8 @@ async fn include_subdomains_reaches_subdomains_and_plain_entries_do_not() {
     )
     .await;
     let deep = proxy
-        .client()
         .get(format!("http://deep.sub.secure.test:{}/", plain.port()))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(deep.status(), 307);
     assert_eq!(deep.headers()["non-authoritative-reason"], "HSTS");
 }
@@ -161,9 +152,9 @@ async fn max_age_zero_clears_the_entry() {
     let proxy = start_proxy(Some(&ca), |_| {}).await;
     let url = format!("http://secure.test:{}/", plain.port());
     learn(&proxy, "secure.test", &secure, "max-age=3600").await;
-    assert_eq!(proxy.client().get(&url).send().await.unwrap().status(), 307);
+    assert_eq!(proxy.get(&url).await.status(), 307);
     learn(&proxy, "secure.test", &secure, "max-age=0").await;
-    assert_eq!(proxy.client().get(&url).send().await.unwrap().status(), 200);
+    assert_eq!(proxy.get(&url).await.status(), 200);
 }
 
 #[tokio::test]
@@ -171,13 +162,10 @@ async fn sts_over_plain_http_is_ignored_with_a_finding() {
     let plain = Origin::http().await;
     let proxy = start_proxy(None, |_| {}).await;
     let url = format!("http://plain.test:{}/sts?v=max-age%3D3600", plain.port());
-    assert_eq!(proxy.client().get(&url).send().await.unwrap().status(), 200);
+    assert_eq!(proxy.get(&url).await.status(), 200);
     let again = proxy
-        .client()
         .get(format!("http://plain.test:{}/again", plain.port()))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(
         again.status(),
         200,
@@ -196,11 +184,8 @@ async fn invalid_sts_is_a_finding_and_teaches_nothing() {
     let proxy = start_proxy(Some(&ca), |_| {}).await;
     learn(&proxy, "secure.test", &secure, "max-age=3600; max-age=60").await;
     let response = proxy
-        .client()
         .get(format!("http://secure.test:{}/", plain.port()))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 200);
     let records = proxy.records().await;
     assert_eq!(records[0]["findings"][0]["kind"], "sts_invalid");
@@ -219,11 +204,8 @@ async fn an_untrusted_origin_teaches_nothing() {
         502
     );
     let response = proxy
-        .client()
         .get(format!("http://secure.test:{}/", plain.port()))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 200);
 }
 
@@ -241,11 +223,8 @@ async fn ip_literals_are_never_upgraded() {
         .unwrap();
     assert!(put.status().is_client_error(), "{}", put.status());
     let response = admin_proxy
-        .client()
         .get(format!("http://127.0.0.1:{}/ip", plain.port()))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 200);
 }
 

@@ -76,11 +76,8 @@ async fn connect_is_intercepted_with_a_leaf_from_the_local_ca() {
     let proxy = start_proxy(Some(&ca), |_| {}).await;
     // The client trusts only the proxy's CA: success proves the proxy minted the leaf.
     let response = proxy
-        .client()
         .get(format!("https://secure.test:{}/hello", origin.port()))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 200);
     assert!(response.headers()["via"]
         .to_str()
@@ -201,12 +198,7 @@ async fn upstream_down_is_a_502_naming_host_and_cause() {
     let port = free.local_addr().unwrap().port();
     drop(free);
     let proxy = start_proxy(None, |_| {}).await;
-    let response = proxy
-        .client()
-        .get(format!("http://origin.test:{port}/"))
-        .send()
-        .await
-        .unwrap();
+    let response = proxy.get(format!("http://origin.test:{port}/")).await;
     assert_eq!(response.status(), 502);
     let text = response.text().await.unwrap();
     assert!(
@@ -267,11 +259,8 @@ async fn garbage_bytes_get_a_400() {
     // The proxy still serves others.
     let origin = Origin::http().await;
     let ok = proxy
-        .client()
         .get(format!("http://origin.test:{}/", origin.port()))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(ok.status(), 200);
 }
 
@@ -283,11 +272,8 @@ async fn a_second_connect_reuses_the_cached_leaf() {
     for _ in 0..2 {
         // A new client each time: a new CONNECT and a new handshake.
         let response = proxy
-            .client()
             .get(format!("https://secure.test:{}/", origin.port()))
-            .send()
-            .await
-            .unwrap();
+            .await;
         assert_eq!(response.status(), 200);
     }
     let cache = proxy.proxy.shared.interceptor.leaf_cache();
@@ -302,11 +288,8 @@ async fn large_bodies_stream_without_buffering() {
     let size: u64 = 1024 * 1024 * 1024;
     let before = rss_kib();
     let mut response = proxy
-        .client()
         .get(format!("http://origin.test:{}/big/{size}", origin.port()))
-        .send()
-        .await
-        .unwrap();
+        .await;
     let mut total = 0u64;
     while let Some(chunk) = response.chunk().await.unwrap() {
         total += chunk.len() as u64;

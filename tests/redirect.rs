@@ -127,20 +127,17 @@ async fn https_to_http_on_an_hsts_host_is_rewritten_and_reported() {
     let secure = Origin::https(&ca).await;
     let proxy = start_proxy(Some(&ca), |_| {}).await;
     let sts = format!("https://secure.test:{}/sts?v=max-age%3D3600", secure.port());
-    proxy.client().get(sts).send().await.unwrap();
+    proxy.get(sts).await;
 
     // To an HSTS-known host: finding, and the Location moved to https.
     let to_known = format!("http://secure.test:{}/after", secure.port());
     let response = proxy
-        .client()
         .get(format!(
             "https://secure.test:{}/status/302?location={}",
             secure.port(),
             enc(&to_known)
         ))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 302);
     assert_eq!(
         response.headers()["location"],
@@ -149,28 +146,22 @@ async fn https_to_http_on_an_hsts_host_is_rewritten_and_reported() {
     // To a host that is not known: finding only, Location unchanged.
     let to_other = "http://other.test/after";
     let response = proxy
-        .client()
         .get(format!(
             "https://secure.test:{}/status/302?location={}",
             secure.port(),
             enc(to_other)
         ))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.headers()["location"], to_other);
     // https → https: no finding.
     let to_https = "https://other.test/after";
     proxy
-        .client()
         .get(format!(
             "https://secure.test:{}/status/302?location={}",
             secure.port(),
             enc(to_https)
         ))
-        .send()
-        .await
-        .unwrap();
+        .await;
 
     let records = proxy.records().await;
     assert_eq!(

@@ -394,6 +394,11 @@ impl TestProxy {
         self.client_builder().build().unwrap()
     }
 
+    /// A GET through the proxy with a fresh [`TestProxy::client`].
+    pub async fn get(&self, url: impl reqwest::IntoUrl) -> reqwest::Response {
+        self.client().get(url).send().await.unwrap()
+    }
+
     pub fn client_builder(&self) -> reqwest::ClientBuilder {
         reqwest::Client::builder()
             .proxy(reqwest::Proxy::all(format!("http://{}", self.addr())).unwrap())
