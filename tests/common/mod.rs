@@ -224,18 +224,19 @@ async fn route(
         })
         .collect();
     let method = req.method().to_string();
-    let version = req.version();
+    // What the origin saw; the body is filled in by the routes that keep it.
+    let mut entry = Seen {
+        method: method.clone(),
+        path: path.clone(),
+        host,
+        headers,
+        body: Vec::new(),
+        version: req.version(),
+    };
 
     if path == "/ws" {
         let response = websocket_echo(&mut req);
-        seen.lock().unwrap().push(Seen {
-            method,
-            path,
-            host,
-            headers,
-            body: Vec::new(),
-            version,
-        });
+        seen.lock().unwrap().push(entry);
         return Ok(response);
     }
 
@@ -248,14 +249,7 @@ async fn route(
                 total += data.len() as u64;
             }
         }
-        seen.lock().unwrap().push(Seen {
-            method,
-            path,
-            host,
-            headers,
-            body: Vec::new(),
-            version,
-        });
+        seen.lock().unwrap().push(entry);
         return Ok(Response::new(full(format!("received {total}\n"))));
     }
     let body = req
@@ -264,14 +258,8 @@ async fn route(
         .await
         .map(|c| c.to_bytes())
         .unwrap_or_default();
-    seen.lock().unwrap().push(Seen {
-        method: method.clone(),
-        path: path.clone(),
-        host,
-        headers,
-        body: body.to_vec(),
-        version,
-    });
+    entry.body = body.to_vec();
+    seen.lock().unwrap().push(entry);
 
     if let Some(code) = path.strip_prefix("/status/") {
         let code: u16 = code.parse().unwrap_or(500);
