@@ -95,8 +95,11 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> {
             response
         }
         (method, path) if path.starts_with("/hsts/") => {
-            let raw = &path["/hsts/".len()..];
-            let Some(host) = normalize_host(raw).map(|h| h.into_owned()) else {
+            // An internationalized name arrives percent-encoded (UTF-8) in the path.
+            let raw = percent_encoding::percent_decode_str(&path["/hsts/".len()..])
+                .decode_utf8_lossy()
+                .into_owned();
+            let Some(host) = normalize_host(&raw).map(|h| h.into_owned()) else {
                 return error(
                     StatusCode::BAD_REQUEST,
                     &format!("`{raw}` is not a valid host name"),

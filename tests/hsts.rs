@@ -346,6 +346,26 @@ async fn admin_api_round_trip() {
         .unwrap();
     assert_eq!(bad.status(), 400);
 
+    // An internationalized name, percent-encoded in the path, is stored as its A-label.
+    let idn = http
+        .put(format!("{admin}/hsts/b%C3%BCcher.test"))
+        .body(r#"{"include_subdomains": false, "max_age": 600}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(idn.status(), 200);
+    let entry: serde_json::Value = idn.json().await.unwrap();
+    assert_eq!(entry["domain"], "xn--bcher-kva.test");
+    let query: serde_json::Value = http
+        .get(format!("{admin}/hsts/xn--bcher-kva.test"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(query["enforced"], true);
+
     let ca = http
         .get(format!("{admin}/ca.pem"))
         .send()
