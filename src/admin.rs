@@ -8,7 +8,7 @@
 //! - `GET /metrics` — Prometheus text format
 //! - `GET /ca.pem` — the CA certificate to trust
 
-use crate::hsts::store::normalize_host;
+use crate::hsts::store::{normalize_host, HstsStore};
 use crate::proxy::body::{self, ProxyBody};
 use crate::proxy::Shared;
 use bytes::Bytes;
@@ -107,11 +107,7 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> {
             };
             match method {
                 Method::GET => {
-                    let entry = shared.hsts.lookup(&host);
-                    json_response(
-                        StatusCode::OK,
-                        &json!({"host": host, "enforced": entry.is_some(), "entry": entry}),
-                    )
+                    json_response(StatusCode::OK, &host_status(shared.hsts.as_ref(), &host))
                 }
                 Method::PUT => put_entry(shared, &host, req).await,
                 Method::DELETE => {
@@ -135,6 +131,13 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> {
             "no such admin endpoint; try /hsts, /hsts/{host}, /metrics, /ca.pem",
         ),
     }
+}
+
+/// `{"host", "enforced", "entry"}` for a normalized host: what `GET /hsts/{host}` and
+/// `strictproxy hsts query` print. `entry` is the one that decided, maybe a superdomain's.
+pub fn host_status(store: &dyn HstsStore, host: &str) -> serde_json::Value {
+    let entry = store.lookup(host);
+    json!({"host": host, "enforced": entry.is_some(), "entry": entry})
 }
 
 async fn put_entry(shared: &Shared, host: &str, req: Request<Incoming>) -> Response<ProxyBody> {

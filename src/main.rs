@@ -291,9 +291,7 @@ fn hsts_command(config: &Config, action: HstsAction) -> Result<ExitCode> {
         }
         HstsAction::Query { host } => {
             let host = domain_of(&host)?;
-            let entry = store.lookup(&host);
-            let value =
-                serde_json::json!({"host": host, "enforced": entry.is_some(), "entry": entry});
+            let value = strictproxy::admin::host_status(store.as_ref(), &host);
             writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
         }
         HstsAction::Add {

@@ -248,11 +248,6 @@ pub fn console_line(finding: &Finding) -> String {
     format!("{}: {}", finding.kind, detail)
 }
 
-/// Prints a finding on the console (through `tracing`, at WARN, with the kind as a field).
-pub fn log_finding(finding: &Finding) {
-    tracing::warn!(finding = finding.kind.as_str(), "{}", console_line(finding));
-}
-
 /// Whether a client would follow `status` with the same method and body (Fetch §4.4,
 /// "HTTP-redirect fetch", step 12): browsers switch to GET only on 301/302 answering POST and on
 /// 303; 307/308 keep everything (RFC 9110 §15.4.8, §15.4.9), and so does a 301/302 answering

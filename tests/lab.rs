@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::finding_kinds;
 use common::lab_process::LabProcess;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -61,15 +62,6 @@ fn records_until(path: &Path, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn kinds(record: &Value) -> Vec<String> {
-    record["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["kind"].as_str().unwrap().to_string())
-        .collect()
 }
 
 fn find<'a>(records: &'a [Value], method: &str, url: &str) -> Vec<&'a Value> {
@@ -236,18 +228,18 @@ fn every_lesson_shows_what_it_promises_and_ctrl_c_stops_cleanly() {
     let clear = find(&records, "GET", &plain_hsts);
     assert_eq!(clear.len(), 3, "{records:#?}");
     assert_eq!(clear[0]["action"], "forwarded");
-    assert_eq!(kinds(clear[0]), ["sts_over_http"]);
+    assert_eq!(finding_kinds(clear[0]), ["sts_over_http"]);
     for redirect in &clear[1..] {
         assert_eq!(redirect["action"], "hsts_internal_redirect");
         assert_eq!(redirect["status"], 307);
     }
     let login_302 = find(&records, "POST", &url("/login-302"));
     assert_eq!(login_302[0]["status"], 302);
-    assert_eq!(kinds(login_302[0]), ["method_change_risk"]);
+    assert_eq!(finding_kinds(login_302[0]), ["method_change_risk"]);
     let away_307 = find(&records, "POST", &url("/login-307-away"));
-    assert_eq!(kinds(away_307[0]), ["cross_origin_body_replay"]);
+    assert_eq!(finding_kinds(away_307[0]), ["cross_origin_body_replay"]);
     let away_303 = find(&records, "POST", &url("/login-303-away"));
-    assert!(kinds(away_303[0]).is_empty(), "{:#?}", away_303[0]);
+    assert!(finding_kinds(away_303[0]).is_empty(), "{:#?}", away_303[0]);
     let evil_post = find(
         &records,
         "POST",

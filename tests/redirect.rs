@@ -11,15 +11,6 @@ fn enc(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
-fn kinds(record: &Value) -> Vec<String> {
-    record["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["kind"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[tokio::test]
 async fn every_3xx_and_method_under_both_policies() {
     let origin = Origin::http().await;
@@ -64,7 +55,7 @@ async fn every_3xx_and_method_under_both_policies() {
         for (record, (method, code, sent, ambiguous)) in records.iter().zip(&expected) {
             assert_eq!(record["method"], *method);
             assert_eq!(record["status"], *sent, "{policy} {method} {code}");
-            let found = kinds(record);
+            let found = finding_kinds(record);
             if *ambiguous {
                 assert_eq!(
                     found,
@@ -165,13 +156,13 @@ async fn https_to_http_on_an_hsts_host_is_rewritten_and_reported() {
 
     let records = proxy.records().await;
     assert_eq!(
-        kinds(&records[0]),
+        finding_kinds(&records[0]),
         Vec::<String>::new(),
         "learning STS is no finding"
     );
-    assert_eq!(kinds(&records[1]), vec!["https_downgrade"]);
-    assert_eq!(kinds(&records[2]), vec!["https_downgrade"]);
-    assert!(kinds(&records[3]).is_empty());
+    assert_eq!(finding_kinds(&records[1]), vec!["https_downgrade"]);
+    assert_eq!(finding_kinds(&records[2]), vec!["https_downgrade"]);
+    assert!(finding_kinds(&records[3]).is_empty());
 }
 
 #[tokio::test]
@@ -208,7 +199,7 @@ async fn cross_origin_body_replay_is_reported_only_for_bodies_sent_elsewhere() {
     }
     let records = proxy.records().await;
     for (record, (method, code, _, expected)) in records.iter().zip(&cases) {
-        let found = kinds(record);
+        let found = finding_kinds(record);
         if *expected {
             assert_eq!(found, vec!["cross_origin_body_replay"], "{method} {code}");
             assert!(record["findings"][0]["detail"]
@@ -237,10 +228,10 @@ async fn missing_and_bad_locations() {
         client.get(url).send().await.unwrap();
     }
     let records = proxy.records().await;
-    assert_eq!(kinds(&records[0]), vec!["missing_location"]);
-    assert!(kinds(&records[1]).is_empty());
-    assert_eq!(kinds(&records[2]), vec!["bad_location"]);
-    assert!(kinds(&records[3]).is_empty());
+    assert_eq!(finding_kinds(&records[0]), vec!["missing_location"]);
+    assert!(finding_kinds(&records[1]).is_empty());
+    assert_eq!(finding_kinds(&records[2]), vec!["bad_location"]);
+    assert!(finding_kinds(&records[3]).is_empty());
 }
 
 #[tokio::test]
@@ -265,7 +256,10 @@ async fn a_redirect_loop_is_found_and_a_straight_chain_is_not() {
         .unwrap();
     assert_eq!(straight.status(), 200);
     let records = proxy.records().await;
-    assert!(records.iter().all(|r| kinds(r).is_empty()), "{records:?}");
+    assert!(
+        records.iter().all(|r| finding_kinds(r).is_empty()),
+        "{records:?}"
+    );
 
     // A loop: /cycle/0/2 → /cycle/1/2 → /cycle/0/2 …
     let looped = client
@@ -276,7 +270,7 @@ async fn a_redirect_loop_is_found_and_a_straight_chain_is_not() {
     let records = proxy.records().await;
     let loops: Vec<_> = records
         .iter()
-        .filter(|r| kinds(r).contains(&"redirect_loop".to_string()))
+        .filter(|r| finding_kinds(r).contains(&"redirect_loop".to_string()))
         .collect();
     assert!(!loops.is_empty(), "{records:#?}");
     assert!(loops[0]["detail"].is_null());

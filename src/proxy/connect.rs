@@ -72,12 +72,7 @@ pub async fn handle(
             }
             Err(err) => {
                 shared.metrics.upstream_error(err.cause());
-                let response = if err.is_timeout() {
-                    respond::gateway_timeout(&err.to_string())
-                } else {
-                    respond::bad_gateway(&err.to_string())
-                };
-                finish_now(&shared, exchange, response)
+                finish_now(&shared, exchange, respond::upstream_unavailable(&err))
             }
         };
     }

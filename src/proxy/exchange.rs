@@ -61,7 +61,7 @@ impl Exchange {
     /// Ends the exchange: console line, traffic record, metrics.
     pub fn finish(self, shared: &Shared, status: u16, action: Action, response_bytes: u64) {
         let elapsed = self.started.elapsed();
-        let duration_ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0;
+        let duration_ms = TrafficRecord::duration_ms_of(elapsed);
         let action_name = action.as_str();
         // One readable line per exchange; the traffic log holds the structured record.
         tracing::info!(

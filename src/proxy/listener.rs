@@ -106,26 +106,7 @@ async fn refuse(mut stream: TcpStream) {
 
 /// Logs a connection's end: the benign ones (a client closing, a reset) quietly.
 pub fn log_connection_error(client: SocketAddr, err: &(dyn std::error::Error + 'static)) {
-    let benign = {
-        let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
-        let mut benign = false;
-        while let Some(e) = current {
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                benign |= matches!(
-                    io.kind(),
-                    std::io::ErrorKind::ConnectionReset
-                        | std::io::ErrorKind::BrokenPipe
-                        | std::io::ErrorKind::UnexpectedEof
-                        | std::io::ErrorKind::NotConnected
-                );
-            }
-            if let Some(h) = e.downcast_ref::<hyper::Error>() {
-                benign |= h.is_incomplete_message() || h.is_canceled() || h.is_closed();
-            }
-            current = e.source();
-        }
-        benign
-    };
+    let benign = crate::proxy::errors::connection_dropped(err);
     if benign {
         tracing::trace!(%client, "connection ended: {err}");
     } else {

@@ -11,6 +11,7 @@
 
 pub mod body;
 pub mod connect;
+pub mod errors;
 pub mod exchange;
 pub mod guard;
 pub mod headers;

@@ -19,7 +19,7 @@ use crate::proxy::exchange::Exchange;
 use crate::proxy::headers::{append_via, is_websocket_upgrade, strip_hop_by_hop, via_contains};
 use crate::proxy::target::{self, Target, TargetError};
 use crate::proxy::upstream::upstream_error_of;
-use crate::proxy::{guard, pages, respond, Shared};
+use crate::proxy::{errors, guard, pages, respond, Shared};
 use crate::redirect;
 use crate::traffic::Action;
 use http::header::{self, HeaderValue};
@@ -312,29 +312,7 @@ fn is_idempotent(method: &http::Method) -> bool {
 /// Whether a request failed because a reused connection was closed under it, before any
 /// response: the one failure a retry on a fresh connection fixes.
 fn is_stale_connection(err: &hyper_util::client::legacy::Error) -> bool {
-    if err.is_connect() {
-        return false;
-    }
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = current {
-        if let Some(h) = e.downcast_ref::<hyper::Error>() {
-            if h.is_incomplete_message() || h.is_closed() || h.is_canceled() {
-                return true;
-            }
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::BrokenPipe
-                    | std::io::ErrorKind::UnexpectedEof
-            ) {
-                return true;
-            }
-        }
-        current = e.source();
-    }
-    false
+    !err.is_connect() && errors::connection_dropped(err)
 }
 
 /// Answers an upstream failure: `504` for a timeout, `502` otherwise, naming host and cause.
@@ -348,35 +326,16 @@ fn upstream_failure(
         Some(cause) => {
             shared.metrics.upstream_error(cause.cause());
             tracing::warn!(target: "strictproxy::upstream", url = %exchange.url, cause = cause.cause(), "{cause}");
-            if cause.is_timeout() {
-                respond::gateway_timeout(&cause.to_string())
-            } else {
-                respond::bad_gateway(&cause.to_string())
-            }
+            respond::upstream_unavailable(cause)
         }
         None => {
             shared.metrics.upstream_error("protocol");
-            let detail = error_chain(err);
+            let detail = errors::error_chain(err);
             tracing::warn!(target: "strictproxy::upstream", url = %exchange.url, "upstream {} failed: {detail}", target.authority);
             respond::bad_gateway(&format!("upstream {} failed: {detail}", target.authority))
         }
     };
     answer(shared, exchange, response, Action::Error)
-}
-
-/// An error and its sources, joined, so the message names the real cause.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        let inner_text = inner.to_string();
-        if !text.contains(&inner_text) {
-            text.push_str(": ");
-            text.push_str(&inner_text);
-        }
-        source = inner.source();
-    }
-    text
 }
 
 /// Joins the client's and the upstream's upgraded connections after a `101`.

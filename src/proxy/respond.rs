@@ -60,6 +60,16 @@ pub fn bad_gateway(cause: &str) -> Response<ProxyBody> {
     )
 }
 
+/// The answer to an upstream the proxy could not reach or trust: `504` for a timeout, `502`
+/// otherwise, naming the host and the cause.
+pub fn upstream_unavailable(err: &crate::proxy::upstream::UpstreamError) -> Response<ProxyBody> {
+    if err.is_timeout() {
+        gateway_timeout(&err.to_string())
+    } else {
+        bad_gateway(&err.to_string())
+    }
+}
+
 /// `503`: the proxy is at its connection limit (or shutting down).
 pub fn service_unavailable(message: &str) -> Response<ProxyBody> {
     let mut response = text(

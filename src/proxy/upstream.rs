@@ -467,14 +467,7 @@ impl Upstream {
 pub fn upstream_error_of<'a>(
     err: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a UpstreamError> {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = current {
-        if let Some(found) = e.downcast_ref::<UpstreamError>() {
-            return Some(found);
-        }
-        current = e.source();
-    }
-    None
+    crate::proxy::errors::find::<UpstreamError>(err)
 }
 
 #[cfg(test)]

@@ -454,6 +454,16 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&read_response(&mut stream).await).into_owned()
 }
 
+/// The finding kinds of one traffic-log record, in order.
+pub fn finding_kinds(record: &serde_json::Value) -> Vec<String> {
+    record["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
 pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
