@@ -10,7 +10,7 @@ use crate::proxy::exchange::Exchange;
 use crate::proxy::pipeline::{self, Entry};
 use crate::proxy::prefixed::Prefixed;
 use crate::proxy::target::parse_connect;
-use crate::proxy::{guard, respond, Shared};
+use crate::proxy::{respond, Shared};
 use crate::traffic::Action;
 use http::uri::Authority;
 use http::{Request, Response};
@@ -40,8 +40,7 @@ pub async fn handle(
         Ok(parsed) => parsed,
         Err(err) => return finish_now(&shared, exchange, respond::bad_request(&err.to_string())),
     };
-    let resolved = shared.upstream.resolver.override_for(&host);
-    if guard::targets_listener(&host, port, resolved, shared.listen) {
+    if shared.targets_self(&host, port) {
         let response = respond::loop_detected(&format!(
             "CONNECT {authority} targets this proxy's own address"
         ));

@@ -93,6 +93,15 @@ pub struct Shared {
     pub tunnels: tokio_util::task::TaskTracker,
 }
 
+impl Shared {
+    /// Whether `host:port` (after `--resolve`) is this proxy's own listener: forwarding there
+    /// would loop.
+    pub fn targets_self(&self, host: &str, port: u16) -> bool {
+        let resolved = self.upstream.resolver.override_for(host);
+        guard::targets_listener(host, port, resolved, self.listen)
+    }
+}
+
 /// A running proxy.
 pub struct RunningProxy {
     /// Where the proxy listens.

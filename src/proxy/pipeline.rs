@@ -19,7 +19,7 @@ use crate::proxy::exchange::Exchange;
 use crate::proxy::headers::{append_via, is_websocket_upgrade, strip_hop_by_hop, via_contains};
 use crate::proxy::target::{self, Target, TargetError};
 use crate::proxy::upstream::upstream_error_of;
-use crate::proxy::{errors, guard, pages, respond, Shared};
+use crate::proxy::{errors, pages, respond, Shared};
 use crate::redirect;
 use crate::traffic::Action;
 use http::header::{self, HeaderValue};
@@ -102,8 +102,7 @@ pub async fn handle(
         );
         return answer(&shared, exchange, response, Action::Error);
     }
-    let resolved = shared.upstream.resolver.override_for(&target.host);
-    if guard::targets_listener(&target.host, target.port, resolved, shared.listen) {
+    if shared.targets_self(&target.host, target.port) {
         let response = respond::loop_detected(&format!(
             "{} is this proxy's own address; forwarding it would loop",
             target.authority
