@@ -8,29 +8,109 @@
 use std::borrow::Cow;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-/// Normalizes a host name the way the store keys it: lowercase ASCII, no trailing dot,
+/// Normalizes a host name the way the store keys it, and the way the proxy names a host
+/// everywhere (HSTS match, loop check, `--resolve`, DNS, leaf names): lowercase ASCII,
 /// internationalized labels as punycode A-labels (UTS #46 via `idna`, as the WHATWG URL
-/// standard does). Returns `None` for names HSTS cannot apply to: empty, empty labels,
-/// characters forbidden in a host, IPv6 literals, or over the DNS limits (253 octets, 63 per
-/// label; Chromium's `DNSDomainFromDot` refuses those too).
+/// standard does), and exactly ONE trailing dot removed. Returns `None` for names HSTS cannot
+/// apply to: empty, empty labels (so `known.test..` is refused rather than read as
+/// `known.test`), characters forbidden in a host, IPv6 literals, or over the DNS limits
+/// (253 octets, 63 per label; Chromium's `DNSDomainFromDot` refuses those too). For a request
+/// target that may be an IP literal, use [`normalize_target_host`].
 ///
 /// Does not allocate when `host` is already normalized, which is what a well-behaved client
-/// sends; this keeps [`HstsStore::is_enforced`] allocation-free on the hot path.
+/// sends; this keeps `HstsStore::is_enforced` allocation-free on the hot path.
 pub fn normalize_host(host: &str) -> Option<Cow<'_, str>> {
     if is_plain_normalized(host) {
         return Some(Cow::Borrowed(host));
     }
-    // A fully qualified name ("example.com.") is the same host (RFC 6797 §8.3 compares
-    // names without the root label, as Chromium does).
-    let host = host.strip_suffix('.').unwrap_or(host);
-    if host.is_empty() {
-        return None;
-    }
+    // UTS #46 maps first (so an ideographic full stop at the end is a root dot too), then the
+    // root label goes: a fully qualified name ("example.com.") is the same host (RFC 6797
+    // §8.3 compares names without it, as Chromium does). Only ONE dot: a second one is an
+    // empty label, and stripping every trailing dot is how `known.test..` once matched no
+    // HSTS entry while the upstream lookup still reached `known.test` (issue 11 item 14).
     let ascii = idna::domain_to_ascii_cow(host.as_bytes(), idna::AsciiDenyList::URL).ok()?;
+    let ascii = match ascii {
+        Cow::Borrowed(b) => Cow::Borrowed(b.strip_suffix('.').unwrap_or(b)),
+        Cow::Owned(mut o) => {
+            if o.ends_with('.') {
+                o.pop();
+            }
+            Cow::Owned(o)
+        }
+    };
     if !within_dns_limits(&ascii) {
         return None;
     }
     Some(ascii)
+}
+
+/// The normalizer for a request target's host, which may also be an IP literal: an IPv6
+/// literal (bracketed or not) becomes its canonical RFC 5952 text without brackets, an IPv4
+/// literal in any form the WHATWG URL parser accepts (`127.1`, `0x7f.0.0.1`, `2130706433`)
+/// becomes dotted-quad, and a name goes through [`normalize_host`]. `None` (an empty label, a
+/// zone identifier, an IPv4-looking name that is no address, …) means the request is refused
+/// with 400: one spelling per host, so that the HSTS match, the loop check, `--resolve`, DNS
+/// and the leaf name can never disagree about which host a request names.
+pub fn normalize_target_host(host: &str) -> Option<Cow<'_, str>> {
+    if let Some(inner) = host.strip_prefix('[') {
+        let inner = inner.strip_suffix(']')?;
+        return inner
+            .parse::<Ipv6Addr>()
+            .ok()
+            .map(|ip| Cow::Owned(ip.to_string()));
+    }
+    if let Ok(ip) = host.parse::<Ipv6Addr>() {
+        return Some(Cow::Owned(ip.to_string()));
+    }
+    if host.bytes().any(|b| b == b'%' || b == b'[' || b == b']') {
+        return None;
+    }
+    let name = normalize_host(host)?;
+    if is_ip_literal(&name) {
+        let ip = parse_whatwg_ipv4(&name)?;
+        if ip.to_string() == name.as_ref() {
+            return Some(name);
+        }
+        return Some(Cow::Owned(ip.to_string()));
+    }
+    Some(name)
+}
+
+/// The WHATWG URL IPv4 parser: one to four dot-separated parts, each decimal, `0x` hex or
+/// `0`-prefixed octal; the last part fills the remaining bytes.
+fn parse_whatwg_ipv4(host: &str) -> Option<Ipv4Addr> {
+    let parts: Vec<&str> = host.split('.').collect();
+    if parts.is_empty() || parts.len() > 4 {
+        return None;
+    }
+    let mut numbers = Vec::with_capacity(parts.len());
+    for part in &parts {
+        let (digits, radix) = if let Some(hex) = part
+            .strip_prefix("0x")
+            .or_else(|| part.strip_prefix("0X"))
+        {
+            (hex, 16)
+        } else if part.len() > 1 && part.starts_with('0') {
+            (&part[1..], 8)
+        } else {
+            (*part, 10)
+        };
+        let n = if digits.is_empty() {
+            0
+        } else {
+            u64::from_str_radix(digits, radix).ok()?
+        };
+        numbers.push(n);
+    }
+    let (last, rest) = numbers.split_last()?;
+    if rest.iter().any(|&n| n > 255) || *last >= 256u64.pow(5 - numbers.len() as u32) {
+        return None;
+    }
+    let mut value = *last;
+    for (i, &n) in rest.iter().enumerate() {
+        value += n << (8 * (3 - i));
+    }
+    u32::try_from(value).ok().map(Ipv4Addr::from)
 }
 
 /// The fast path: only `[a-z0-9_-]` labels joined by single dots, within DNS limits.
@@ -128,6 +208,17 @@ mod tests {
             ("example..com", None, false),
             (".example.com", None, false),
             ("example.com..", None, false),
+            // Exactly one trailing dot goes (issue 11 item 14: `known.test..` once went out in
+            // clear because the upstream lookup stripped every dot and the HSTS match one).
+            ("known.test..", None, false),
+            ("known.test...", None, false),
+            ("KNOWN.test..", None, false),
+            ("known.test.", Some("known.test"), true),
+            ("KNOWN.test.", Some("known.test"), false),
+            ("..", None, false),
+            // An ideographic full stop at the end is a root dot too (UTS #46 maps it first).
+            ("known.test\u{3002}", Some("known.test"), false),
+            ("known.test.\u{3002}", None, false),
             ("exa mple.com", None, false),
             ("example.com:443", None, false),
             ("[::1]", None, false),
@@ -149,6 +240,42 @@ mod tests {
         let long = format!("{}.com", vec!["a".repeat(63); 4].join("."));
         assert!(long.len() > 253);
         assert_eq!(normalize_host(&long), None);
+    }
+
+    #[test]
+    fn normalize_target_host_table() {
+        #[rustfmt::skip]
+        let rows: &[(&str, Option<&str>)] = &[
+            // Names: as normalize_host, one trailing dot, no empty label (issue 11 item 14).
+            ("Known.Test.", Some("known.test")),
+            ("known.test..", None),
+            ("bücher.de", Some("xn--bcher-kva.de")),
+            // IPv6 literals, bracketed as in a URI (RFC 3986 §3.2.2) or not: RFC 5952 text.
+            ("[::1]", Some("::1")),
+            ("[0:0:0:0:0:0:0:1]", Some("::1")),
+            ("[2001:DB8::A]", Some("2001:db8::a")),
+            ("::1", Some("::1")),
+            // Zone identifiers (RFC 6874) and broken brackets are refused.
+            ("[fe80::1%25eth0]", None),
+            ("[::1", None),
+            ("[example.com]", None),
+            // IPv4 in the forms the WHATWG URL parser reads, as dotted-quad.
+            ("127.0.0.1", Some("127.0.0.1")),
+            ("127.0.0.1.", Some("127.0.0.1")),
+            ("127.1", Some("127.0.0.1")),
+            ("0x7f.0.0.1", Some("127.0.0.1")),
+            ("0177.0.0.1", Some("127.0.0.1")),
+            ("2130706433", Some("127.0.0.1")),
+            // Ends in a number but is no address: WHATWG URL failure.
+            ("256.0.0.1", None),
+            ("1.2.3.4.5", None),
+            ("example.09", None),
+            ("", None),
+        ];
+        for &(input, expected) in rows {
+            let got = normalize_target_host(input);
+            assert_eq!(got.as_deref(), expected, "normalize_target_host({input:?})");
+        }
     }
 
     #[test]
