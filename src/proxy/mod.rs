@@ -26,9 +26,9 @@ pub mod upstream;
 
 use crate::ca::{Interceptor, LeafCache, LocalCa};
 use crate::config::Config;
+use crate::hsts::load::{load_hsts, LoadError};
 use crate::hsts::persist::{self, Persister};
-use crate::hsts::preload;
-use crate::hsts::store::{HstsStore, MemoryStore};
+use crate::hsts::store::HstsStore;
 use crate::metrics::Metrics;
 use crate::redirect::RedirectChains;
 use crate::traffic::TrafficLog;
@@ -55,7 +55,7 @@ pub enum StartError {
     #[error("TLS setup failed: {0}")]
     Tls(#[from] rustls::Error),
     #[error(transparent)]
-    Preload(#[from] preload::PreloadError),
+    Hsts(#[from] LoadError),
     #[error("cannot open the traffic log: {0}")]
     Traffic(#[from] crate::traffic::TrafficError),
     #[error("cannot listen on {addr}: {source}")]
@@ -175,29 +175,6 @@ fn server_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .max_header_list_size(config.max_header_bytes.max(8192) as u32);
     builder
-}
-
-/// Loads the HSTS store: preload lists, then what was persisted.
-pub fn load_hsts(config: &Config) -> Result<Arc<dyn HstsStore>, StartError> {
-    let mut preloaded = Vec::new();
-    for path in &config.preload {
-        let entries = preload::load_preload_file(path)?;
-        let force_https = entries.iter().filter(|e| e.force_https).count();
-        tracing::info!(
-            "preload list {}: {force_https} force-https entries",
-            path.display()
-        );
-        preloaded.extend(entries);
-    }
-    let store = MemoryStore::with_preload(preloaded);
-    if let Some(path) = &config.hsts_store {
-        let outcome = persist::load(path);
-        if let Some(warning) = &outcome.warning {
-            tracing::warn!("{warning}");
-        }
-        store.restore(outcome.entries);
-    }
-    Ok(Arc::new(store))
 }
 
 /// Starts the proxy (and the admin API when configured) on the current tokio runtime.
