@@ -52,7 +52,7 @@ impl Exchange {
             kind = finding.kind.as_str(),
             client = %self.client,
             "{}",
-            crate::redirect::console_line(&finding)
+            finding.console_line()
         );
         shared.metrics.finding(finding.kind);
         self.findings.push(finding);
