@@ -77,6 +77,7 @@ pub struct FileConfig {
     pub leaf_cache_size: Option<usize>,
     pub max_header_bytes: Option<usize>,
     pub max_uri_bytes: Option<usize>,
+    pub response_timeout_secs: Option<u64>,
 }
 
 /// The validated settings the proxy runs with.
@@ -128,6 +129,9 @@ pub struct Config {
     pub max_header_bytes: usize,
     /// Longest request target accepted, in bytes; past it the answer is `414`.
     pub max_uri_bytes: usize,
+    /// Time allowed between a request sent upstream and the response head; past it `504`
+    /// (like nginx's `proxy_read_timeout`).
+    pub response_timeout: Duration,
 }
 
 /// Values given on the command line; each one, when present, wins over the file.
@@ -146,6 +150,8 @@ pub struct Overrides {
     pub auth: Option<String>,
     pub allow_open: bool,
     pub log_format: Option<String>,
+    // Keys without a flag, settable here for embedders and tests.
+    pub response_timeout_secs: Option<u64>,
 }
 
 impl Config {
@@ -312,6 +318,11 @@ impl Config {
             leaf_cache_size: positive("leaf_cache_size", pick!(leaf_cache_size), 1024)?,
             max_header_bytes: positive("max_header_bytes", pick!(max_header_bytes), 64 * 1024)?,
             max_uri_bytes: positive("max_uri_bytes", pick!(max_uri_bytes), 16 * 1024)?,
+            response_timeout: secs(
+                "response_timeout_secs",
+                cli.response_timeout_secs.or(pick!(response_timeout_secs)),
+                60,
+            )?,
         };
         config.check_exposure()?;
         Ok(config)

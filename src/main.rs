@@ -145,6 +145,7 @@ fn overrides(flags: &Flags) -> Overrides {
         auth: flags.auth.clone(),
         allow_open: flags.allow_open,
         log_format: flags.log_format.clone(),
+        ..Overrides::default()
     }
 }
 
