@@ -138,7 +138,7 @@ impl<B> FromClient<B> {
 impl<B> Body for FromClient<B>
 where
     B: Body<Data = Bytes>,
-    B::Error: std::fmt::Display,
+    B::Error: std::error::Error + 'static,
 {
     type Data = Bytes;
     type Error = ClientBodyError;
@@ -152,7 +152,9 @@ where
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
             Poll::Ready(Some(Err(err))) => {
-                let detail = err.to_string();
+                // hyper's own message ("error reading a body from connection") hides the
+                // cause ("invalid chunk size line"); the chain names it.
+                let detail = crate::proxy::errors::error_chain(&err);
                 let _ = this.state.failed.set(detail.clone());
                 this.sent.take();
                 Poll::Ready(Some(Err(ClientBodyError::new(detail))))
@@ -288,12 +290,12 @@ mod tests {
 
     impl Body for Broken {
         type Data = Bytes;
-        type Error = &'static str;
+        type Error = std::io::Error;
         fn poll_frame(
             self: Pin<&mut Self>,
             _cx: &mut Context<'_>,
         ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-            Poll::Ready(Some(Err("invalid chunk size line")))
+            Poll::Ready(Some(Err(std::io::Error::other("invalid chunk size line"))))
         }
     }
 

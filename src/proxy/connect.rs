@@ -337,7 +337,7 @@ async fn serve_inner<I>(
         async move {
             if let Some(reason) = wrong_origin {
                 let exchange = Exchange::begin(client, req.method().clone(), req.uri().to_string());
-                tracing::warn!(target: "strictproxy::upstream", %client, culprit = "client", "{reason}");
+                tracing::warn!(target: "strictproxy::forward", %client, culprit = "client", "{reason}");
                 return Ok::<_, Infallible>(finish_now(
                     &shared,
                     exchange,

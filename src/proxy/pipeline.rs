@@ -371,7 +371,7 @@ fn forward_failure(shared: &Shared, exchange: Exchange, err: ForwardError) -> Re
         shared.metrics.upstream_error(cause);
     }
     tracing::warn!(
-        target: "strictproxy::upstream",
+        target: "strictproxy::forward",
         url = %exchange.url,
         culprit = culprit.as_str(),
         cause,
