@@ -312,7 +312,7 @@ fn hsts_command(config: &Config, action: HstsAction) -> Result<ExitCode> {
     let Some(path) = &config.hsts_store else {
         bail!("the hsts subcommands work on a store file: pass --hsts-store FILE (or set hsts_store in the config)");
     };
-    let store = strictproxy::proxy::load_hsts(config)?;
+    let store = strictproxy::hsts::load::load_hsts(config)?;
     let domain_of = |raw: &str| -> Result<String> {
         normalize_host(raw)
             .map(|h| h.into_owned())
