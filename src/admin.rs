@@ -10,7 +10,7 @@
 
 use crate::hsts::store::{normalize_host, HstsStore};
 use crate::proxy::body::{self, ProxyBody};
-use crate::proxy::Shared;
+use crate::proxy::state::Shared;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -72,7 +72,7 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> {
             json_response(StatusCode::OK, &shared.hsts.dynamic_entries())
         }
         (Method::GET, "/metrics") => {
-            let text = shared.metrics.render(
+            let text = shared.recorder.metrics.render(
                 shared.hsts.counts(),
                 shared.interceptor.leaf_cache().hits(),
                 shared.interceptor.leaf_cache().misses(),
@@ -87,7 +87,7 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> {
             response
         }
         (Method::GET, "/ca.pem") => {
-            let mut response = Response::new(body::full(shared.ca_pem.clone()));
+            let mut response = Response::new(body::full(shared.ca.pem.clone()));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/x-pem-file"),

@@ -22,8 +22,8 @@
 //! `strictproxy report`.
 
 use crate::config::Config;
-use crate::proxy::{self, RunningProxy, StartError};
 use crate::redirect::RedirectPolicy;
+use crate::server::{self as proxy, RunningProxy, StartError};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, LOCATION, STRICT_TRANSPORT_SECURITY};
 use http::{HeaderValue, Method, Request, Response, StatusCode};

@@ -19,4 +19,5 @@ pub mod metrics;
 pub mod proxy;
 pub mod redirect;
 pub mod report;
+pub mod server;
 pub mod traffic;

@@ -1,13 +1,15 @@
 //! The proxy: everything that touches sockets on the client and upstream sides.
 //!
 //! - [`listener`]: accept loop, connection cap, graceful shutdown
-//! - [`pipeline`]: the per-request sequence of steps (HSTS, forward, learn, audit, log)
+//! - [`route`]: the pure router (admission, target, loops, local pages, HSTS upgrade)
+//! - [`pipeline`]: the I/O per request (route, forward, learn, audit, log)
 //! - [`connect`]: CONNECT — blind tunnel or TLS interception
 //! - [`upstream`]: pooled clients, `--resolve`, verified TLS
-//! - [`target`], [`headers`], [`guard`]: pure parsing and checks used by the pipeline
+//! - [`target`], [`headers`], [`guard`]: pure parsing and checks used by the router
 //! - [`respond`], [`pages`]: the answers the proxy makes itself
+//! - [`state`]: what connections share, split by what needs it
 //!
-//! [`start`] wires them together and returns a handle that stops the proxy cleanly.
+//! `crate::server` wires them together.
 
 pub mod body;
 pub mod connect;
@@ -21,164 +23,19 @@ pub mod pages;
 pub mod pipeline;
 pub mod prefixed;
 pub mod respond;
+pub mod route;
+pub mod state;
 pub mod target;
 pub mod upstream;
 
-use crate::ca::{Interceptor, LeafCache, LocalCa};
 use crate::config::Config;
-use crate::hsts::persist::{self, Persister};
+use crate::hsts::persist;
 use crate::hsts::preload;
 use crate::hsts::store::{HstsStore, MemoryStore};
-use crate::metrics::Metrics;
-use crate::redirect::RedirectChains;
-use crate::traffic::TrafficLog;
-use bytes::Bytes;
-use http::HeaderValue;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
-use thiserror::Error;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
-
-/// Why the proxy could not start.
-#[derive(Debug, Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Ca(#[from] crate::ca::CaError),
-    #[error(transparent)]
-    Trust(#[from] upstream::TrustError),
-    #[error("TLS setup failed: {0}")]
-    Tls(#[from] rustls::Error),
-    #[error(transparent)]
-    Preload(#[from] preload::PreloadError),
-    #[error("cannot open the traffic log: {0}")]
-    Traffic(#[from] crate::traffic::TrafficError),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-}
-
-/// What every connection and request shares.
-pub struct Shared {
-    pub config: Config,
-    /// The HSTS store, behind its trait so another backend can replace the in-memory one.
-    pub hsts: Arc<dyn HstsStore>,
-    pub interceptor: Interceptor,
-    pub upstream: upstream::Upstream,
-    pub traffic: Option<TrafficLog>,
-    pub chains: RedirectChains,
-    /// This proxy's `Via` entry, `1.1 <pseudonym>`.
-    pub via: HeaderValue,
-    /// This proxy's received-by token, unique per process, for loop detection.
-    pub pseudonym: String,
-    /// The address the listener is bound to (the real port when 0 was asked for).
-    pub listen: SocketAddr,
-    pub credentials: Option<guard::Credentials>,
-    pub ca_pem: Bytes,
-    pub ca_der: Bytes,
-    pub ca_path: PathBuf,
-    pub metrics: Metrics,
-    /// The HTTP server settings for client connections (listener and tunnels alike).
-    pub server: auto::Builder<TokioExecutor>,
-    /// Turns true when the proxy is asked to stop; tunnels then finish their requests in flight.
-    pub stopping: watch::Receiver<bool>,
-    /// The tasks serving CONNECT tunnels, so shutdown can wait for them to drain.
-    pub tunnels: tokio_util::task::TaskTracker,
-}
-
-impl Shared {
-    /// Whether `host:port` (after `--resolve`) is this proxy's own listener: forwarding there
-    /// would loop.
-    pub fn targets_self(&self, host: &str, port: u16) -> bool {
-        let resolved = self.upstream.resolver.override_for(host);
-        guard::targets_listener(host, port, resolved, self.listen)
-    }
-}
-
-/// A running proxy.
-pub struct RunningProxy {
-    /// Where the proxy listens.
-    pub addr: SocketAddr,
-    /// Where the admin API listens, when enabled.
-    pub admin_addr: Option<SocketAddr>,
-    pub shared: Arc<Shared>,
-    shutdown: watch::Sender<bool>,
-    listener: JoinHandle<()>,
-    admin: Option<JoinHandle<()>>,
-    persister: Option<Persister>,
-}
-
-impl RunningProxy {
-    /// Path of the CA certificate clients must trust.
-    pub fn ca_path(&self) -> &std::path::Path {
-        &self.shared.ca_path
-    }
-
-    /// Reopens the traffic log (SIGHUP, after log rotation).
-    pub fn reopen_traffic_log(&self) {
-        if let Some(log) = &self.shared.traffic {
-            log.reopen();
-        }
-    }
-
-    /// Writes the HSTS store now (tests and the shutdown path use it).
-    pub async fn flush(&self) {
-        if let Some(persister) = &self.persister {
-            if let Err(err) = persister.flush().await {
-                tracing::error!("cannot write the HSTS store: {err}");
-            }
-        }
-        if let Some(log) = &self.shared.traffic {
-            log.flush().await;
-        }
-    }
-
-    /// Stops accepting, drains requests in flight up to the grace period, then flushes the
-    /// HSTS store and the traffic log — in that order, so nothing learned at the end is lost.
-    pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        let _ = self.listener.await;
-        if let Some(admin) = &self.admin {
-            admin.abort();
-        }
-        if let Some(persister) = &self.persister {
-            if let Err(err) = persister.flush().await {
-                tracing::error!("cannot write the HSTS store: {err}");
-            }
-        }
-        if let Some(log) = &self.shared.traffic {
-            log.flush().await;
-        }
-    }
-}
-
-/// The HTTP server settings shared by the listener and the tunnels.
-fn server_builder(config: &Config) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout)
-        .keep_alive(true)
-        // hyper refuses buffers under 8 KiB; past this size a request head gets 431.
-        .max_buf_size(config.max_header_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .max_header_list_size(config.max_header_bytes.max(8192) as u32);
-    builder
-}
 
 /// Loads the HSTS store: preload lists, then what was persisted.
-pub fn load_hsts(config: &Config) -> Result<Arc<dyn HstsStore>, StartError> {
+pub fn load_hsts(config: &Config) -> Result<Arc<dyn HstsStore>, preload::PreloadError> {
     let mut preloaded = Vec::new();
     for path in &config.preload {
         let entries = preload::load_preload_file(path)?;
@@ -198,120 +55,4 @@ pub fn load_hsts(config: &Config) -> Result<Arc<dyn HstsStore>, StartError> {
         store.restore(outcome.entries);
     }
     Ok(Arc::new(store))
-}
-
-/// Starts the proxy (and the admin API when configured) on the current tokio runtime.
-pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
-    let ca = LocalCa::load_or_create(&config.ca_dir)?;
-    let ca_pem = Bytes::copy_from_slice(ca.cert_pem().as_bytes());
-    let ca_der = Bytes::copy_from_slice(ca.cert_der());
-    let ca_path = ca.cert_path().to_path_buf();
-    let cache = LeafCache::new(Arc::new(ca), config.leaf_cache_size);
-    let interceptor = Interceptor::new(cache)?;
-
-    let hsts = load_hsts(&config)?;
-    if !config.preload.is_empty() {
-        release_freed_memory();
-    }
-    let roots = Arc::new(upstream::root_store(&config.upstream_ca)?);
-    let resolver = upstream::Resolver::new(config.resolve.clone());
-    let upstream = upstream::Upstream::new(
-        resolver,
-        roots,
-        config.connect_timeout,
-        config.tls_handshake_timeout,
-    )?;
-    let traffic = match &config.traffic_log {
-        Some(path) => Some(TrafficLog::open(path)?),
-        None => None,
-    };
-
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let listen = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.listen,
-        source,
-    })?;
-
-    let pseudonym = format!("strictproxy-{:08x}", rand_token());
-    let via = HeaderValue::from_str(&format!("1.1 {pseudonym}"))
-        .unwrap_or_else(|_| HeaderValue::from_static("1.1 strictproxy"));
-    let credentials = config
-        .auth
-        .as_ref()
-        .map(|(user, pass)| guard::Credentials::new(user, pass));
-    let persister = config
-        .hsts_store
-        .as_ref()
-        .map(|path| persist::spawn_persister(hsts.clone(), path.clone()));
-
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let shared = Arc::new(Shared {
-        server: server_builder(&config),
-        stopping: shutdown_rx.clone(),
-        tunnels: tokio_util::task::TaskTracker::new(),
-        chains: RedirectChains::new(20, 10_000, Duration::from_secs(60)),
-        config,
-        hsts,
-        interceptor,
-        upstream,
-        traffic,
-        via,
-        pseudonym,
-        listen,
-        credentials,
-        ca_pem,
-        ca_der,
-        ca_path,
-        metrics: Metrics::new(),
-    });
-
-    let (admin_addr, admin) = match shared.config.admin {
-        Some(addr) => {
-            let admin_listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Bind { addr, source })?;
-            let bound = admin_listener
-                .local_addr()
-                .map_err(|source| StartError::Bind { addr, source })?;
-            let task = tokio::spawn(crate::admin::serve(admin_listener, shared.clone()));
-            (Some(bound), Some(task))
-        }
-        None => (None, None),
-    };
-
-    let listener_task = tokio::spawn(listener::run(listener, shared.clone(), shutdown_rx));
-    Ok(RunningProxy {
-        addr: listen,
-        admin_addr,
-        shared,
-        shutdown,
-        listener: listener_task,
-        admin,
-        persister,
-    })
-}
-
-/// Parsing a large preload list (150,000 entries is ~17 MB of JSON) peaks at several times the
-/// size of the index it leaves behind; glibc keeps the freed pages, so without this the idle
-/// proxy would carry the parse's high-water mark for its whole life.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap pages to the kernel; it touches no live
-    // allocation and is safe to call at any time from any thread.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// A per-process token: not a secret, only distinct between proxies that might chain.
-fn rand_token() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u32(std::process::id());
-    hasher.finish() as u32
 }
