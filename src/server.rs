@@ -5,8 +5,8 @@
 
 use crate::ca::{Interceptor, LeafCache, LocalCa};
 use crate::config::Config;
+use crate::hsts::load::{load_hsts, LoadError};
 use crate::hsts::persist::{self, Persister};
-use crate::hsts::preload;
 use crate::metrics::Metrics;
 use crate::proxy::pages::CaMaterial;
 use crate::proxy::route::Policy;
@@ -36,7 +36,7 @@ pub enum StartError {
     #[error("TLS setup failed: {0}")]
     Tls(#[from] rustls::Error),
     #[error(transparent)]
-    Preload(#[from] preload::PreloadError),
+    Hsts(#[from] LoadError),
     #[error("cannot open the traffic log: {0}")]
     Traffic(#[from] crate::traffic::TrafficError),
     #[error("cannot listen on {addr}: {source}")]
@@ -132,7 +132,7 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
     let cache = LeafCache::new(Arc::new(ca), config.leaf_cache_size);
     let interceptor = Interceptor::new(cache)?;
 
-    let hsts = crate::proxy::load_hsts(&config)?;
+    let hsts = load_hsts(&config)?;
     if !config.preload.is_empty() {
         release_freed_memory();
     }
@@ -179,6 +179,8 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
         .as_ref()
         .map(|path| persist::spawn_persister(hsts.clone(), path.clone()));
 
+    let feed = crate::feed::Feed::new(config.console_history);
+    let redact_credentials = config.redact_credentials;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         server: server_builder(&config),
@@ -192,6 +194,8 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
         recorder: Recorder {
             metrics: Metrics::new(),
             traffic,
+            feed,
+            redact_credentials,
         },
         ca: ca_material,
         policy,
@@ -206,7 +210,10 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
             let bound = admin_listener
                 .local_addr()
                 .map_err(|source| StartError::Bind { addr, source })?;
-            let task = tokio::spawn(crate::admin::serve(admin_listener, shared.clone()));
+            let task = tokio::spawn(crate::admin::serve(
+                admin_listener,
+                admin_context(&shared, bound),
+            ));
             (Some(bound), Some(task))
         }
         None => (None, None),
@@ -222,6 +229,27 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
         admin,
         persister,
     })
+}
+
+/// What the admin listener serves, and nothing more (issue 10).
+fn admin_context(shared: &Arc<Shared>, addr: SocketAddr) -> crate::admin::AdminContext {
+    let metrics_source = shared.clone();
+    crate::admin::AdminContext {
+        addr,
+        hsts: shared.hsts.clone(),
+        metrics: Arc::new(move || {
+            let s = &metrics_source;
+            let leaves = s.interceptor.leaf_cache();
+            s.recorder
+                .metrics
+                .render(s.hsts.counts(), leaves.hits(), leaves.misses())
+        }),
+        ca: crate::admin::CaMaterial {
+            pem: shared.ca.pem.clone(),
+            der: shared.ca.der.clone(),
+        },
+        feed: shared.recorder.feed.clone(),
+    }
 }
 
 /// Parsing a large preload list (150,000 entries is ~17 MB of JSON) peaks at several times the

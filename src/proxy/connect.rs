@@ -32,7 +32,7 @@ use tracing::Instrument;
 /// intercepted tunnel closes.
 pub async fn open(
     shared: Arc<Shared>,
-    exchange: Exchange,
+    mut exchange: Exchange,
     target: ConnectTarget,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
@@ -55,6 +55,7 @@ pub async fn open(
             .await;
         return match upstream {
             Ok(stream) => {
+                exchange.server_ip = stream.peer_addr().ok().map(|peer| peer.ip());
                 let on_upgrade = hyper::upgrade::on(req);
                 let shared2 = shared.clone();
                 let task = async move {

@@ -27,32 +27,3 @@ pub mod route;
 pub mod state;
 pub mod target;
 pub mod upstream;
-
-use crate::config::Config;
-use crate::hsts::persist;
-use crate::hsts::preload;
-use crate::hsts::store::{HstsStore, MemoryStore};
-use std::sync::Arc;
-
-/// Loads the HSTS store: preload lists, then what was persisted.
-pub fn load_hsts(config: &Config) -> Result<Arc<dyn HstsStore>, preload::PreloadError> {
-    let mut preloaded = Vec::new();
-    for path in &config.preload {
-        let entries = preload::load_preload_file(path)?;
-        let force_https = entries.iter().filter(|e| e.force_https).count();
-        tracing::info!(
-            "preload list {}: {force_https} force-https entries",
-            path.display()
-        );
-        preloaded.extend(entries);
-    }
-    let store = MemoryStore::with_preload(preloaded);
-    if let Some(path) = &config.hsts_store {
-        let outcome = persist::load(path);
-        if let Some(warning) = &outcome.warning {
-            tracing::warn!("{warning}");
-        }
-        store.restore(outcome.entries);
-    }
-    Ok(Arc::new(store))
-}

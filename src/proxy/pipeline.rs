@@ -49,7 +49,8 @@ pub fn begin<B>(shared: &Shared, client: SocketAddr, ingress: &Ingress, req: &Re
         url = %routed.url
     );
     Begun {
-        exchange: Exchange::begin(client, req.method().clone(), routed.url),
+        exchange: Exchange::begin(client, req.method().clone(), routed.url)
+            .request_head(req.headers(), req.version()),
         decision: routed.decision,
         span,
     }
@@ -168,6 +169,10 @@ async fn forward(
         Err(err) => return upstream_failure(&shared, exchange, &target, &err),
     };
 
+    exchange.server_ip = response
+        .extensions()
+        .get::<crate::proxy::upstream::UpstreamPeer>()
+        .map(|peer| peer.0.ip());
     let upstream_upgrade = (websocket && response.status() == StatusCode::SWITCHING_PROTOCOLS)
         .then(|| hyper::upgrade::on(&mut response));
     let (mut parts, incoming) = response.into_parts();
@@ -201,6 +206,7 @@ async fn forward(
     }
 
     let status = parts.status.as_u16();
+    exchange.response_headers = parts.headers.clone();
     let finisher = shared.clone();
     let observed = Observed::new(
         incoming,

@@ -24,6 +24,10 @@ use tokio::sync::watch;
 pub struct Recorder {
     pub metrics: Metrics,
     pub traffic: Option<TrafficLog>,
+    /// The last exchanges and their broadcast, for the web console.
+    pub feed: crate::feed::Feed,
+    /// `redact_credentials`: credentials in recorded headers become `[redacted]`.
+    pub redact_credentials: bool,
 }
 
 /// The state every connection task holds.
