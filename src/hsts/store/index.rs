@@ -107,6 +107,34 @@ impl PreloadIndex {
             .map(|&packed| Self::value_of(packed))
     }
 
+    pub(super) fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Every entry, in no particular order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&str, Preloaded)> + '_ {
+        self.table
+            .iter()
+            .map(|&packed| (Self::name_of(&self.names, packed), Self::value_of(packed)))
+    }
+
+    /// Chromium's static-state decision within this one list: the most specific entry that
+    /// covers `host` (the host itself, or a superdomain with include_subdomains) decides, and
+    /// only a force-https one enforces. Returns that entry's domain and flags.
+    pub(super) fn decide<'h>(&self, host: &'h str) -> Option<(&'h str, Preloaded)> {
+        if self.table.is_empty() {
+            return None;
+        }
+        let (domain, p) =
+            crate::hsts::host::self_and_superdomains(host).find_map(|(name, exact)| {
+                self.get(name)
+                    .filter(|p| exact || p.include_subdomains)
+                    .map(|p| (name, p))
+            })?;
+        p.force_https.then_some((domain, p))
+    }
+
+    #[cfg(test)]
     pub(super) fn count(&self, keep: impl Fn(&Preloaded) -> bool) -> usize {
         self.table
             .iter()

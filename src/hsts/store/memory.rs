@@ -45,9 +45,13 @@ impl Matched<'_> {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     dynamic: DashMap<Box<str>, Dynamic>,
-    /// Built once; never written after construction, so reads take no lock at all.
-    preload: PreloadIndex,
-    /// How many preload entries force HTTPS (the others only exempt names).
+    /// One index per `--preload` file, built once; never written after construction, so
+    /// reads take no lock at all. Kept apart so that an entry exempts a name only against
+    /// entries of its own file (issue 11 item 3): a pins-only entry of one list must never
+    /// switch off another list's force-https superdomain.
+    preload: Vec<PreloadIndex>,
+    /// How many distinct names some preload list forces to HTTPS (exemption-only entries are
+    /// not counted).
     preload_enforcing: usize,
     changed: Notify,
     generation: AtomicU64,
@@ -59,28 +63,55 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// A store over these preload entries (from one or several `--preload` files; for a name
-    /// listed twice, the later entry wins). Names are normalized; IP literals and invalid
-    /// names are skipped.
+    /// A store over the entries of ONE preload list (for a name listed twice, the later entry
+    /// wins, as within one Chromium file). Names are normalized; IP literals and invalid names
+    /// are skipped. For several `--preload` files, use [`MemoryStore::with_preload_lists`].
     pub fn with_preload(entries: Vec<PreloadEntry>) -> Self {
-        let mut preload = PreloadIndex::with_capacity(entries.len());
-        for entry in entries {
-            let Some(domain) = normalize_host(&entry.name) else {
-                continue;
-            };
-            if is_ip_literal(&domain) {
-                continue;
+        Self::with_preload_lists(vec![entries])
+    }
+
+    /// A store over several preload lists, one `Vec` per file. A host is enforced when ANY
+    /// list enforces it, each list deciding by its own most specific entry (Chromium's rule
+    /// within one list). So across files the strictest wins whatever the order (force-https
+    /// over none, includeSubDomains over not), and a pins-only entry exempts a name only
+    /// against an entry of the same file (issue 11 item 3).
+    pub fn with_preload_lists(lists: Vec<Vec<PreloadEntry>>) -> Self {
+        let mut indexes: Vec<PreloadIndex> = Vec::with_capacity(lists.len());
+        for entries in lists {
+            let mut index = PreloadIndex::with_capacity(entries.len());
+            for entry in entries {
+                let Some(domain) = normalize_host(&entry.name) else {
+                    continue;
+                };
+                if is_ip_literal(&domain) {
+                    continue;
+                }
+                let value = Preloaded {
+                    include_subdomains: entry.include_subdomains,
+                    force_https: entry.force_https,
+                };
+                index.insert(&domain, value);
             }
-            let value = Preloaded {
-                include_subdomains: entry.include_subdomains,
-                force_https: entry.force_https,
-            };
-            preload.insert(&domain, value);
+            index.shrink_to_fit();
+            if !index.is_empty() {
+                indexes.push(index);
+            }
         }
-        preload.shrink_to_fit();
-        let preload_enforcing = preload.count(|p| p.force_https);
+        // Distinct names: a name forced by two lists counts once.
+        let mut preload_enforcing = 0;
+        for (i, index) in indexes.iter().enumerate() {
+            preload_enforcing += index
+                .iter()
+                .filter(|(name, p)| {
+                    p.force_https
+                        && !indexes[..i]
+                            .iter()
+                            .any(|earlier| earlier.get(name).is_some_and(|e| e.force_https))
+                })
+                .count();
+        }
         MemoryStore {
-            preload,
+            preload: indexes,
             preload_enforcing,
             ..Self::default()
         }
@@ -143,16 +174,29 @@ impl MemoryStore {
                 }
             }
         }
-        // The most specific preload entry that covers the host decides; if it does not force
-        // HTTPS, it exempts the host from a preloaded superdomain (Chromium's preload decoder
-        // keeps the deepest match, and upgrades only if that one says force-https).
-        let (domain, p) = self_and_superdomains(host).find_map(|(name, exact)| {
-            self.preload
-                .get(name)
-                .filter(|p| exact || p.include_subdomains)
-                .map(|p| (name, p))
-        })?;
-        p.force_https.then_some(Matched {
+        // Within each list the most specific entry that covers the host decides, and only a
+        // force-https one enforces (Chromium's preload decoder keeps the deepest match).
+        // Across lists the strictest answer wins: the most specific enforcing entry, and of
+        // two for the same domain the one with includeSubDomains.
+        let mut best: Option<(&'h str, Preloaded)> = None;
+        for index in &self.preload {
+            if let Some((domain, p)) = index.decide(host) {
+                let better = match best {
+                    None => true,
+                    Some((d, b)) => {
+                        domain.len() > d.len()
+                            || (domain.len() == d.len()
+                                && p.include_subdomains
+                                && !b.include_subdomains)
+                    }
+                };
+                if better {
+                    best = Some((domain, p));
+                }
+            }
+        }
+        let (domain, p) = best?;
+        Some(Matched {
             domain,
             include_subdomains: p.include_subdomains,
             expires_at: None,
