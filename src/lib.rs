@@ -16,6 +16,7 @@ pub mod finding;
 pub mod hsts;
 pub mod lab;
 pub mod metrics;
+pub mod private_file;
 pub mod proxy;
 pub mod redirect;
 pub mod report;
