@@ -72,6 +72,7 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> {
             json_response(StatusCode::OK, &shared.hsts.dynamic_entries())
         }
         (Method::GET, "/metrics") => {
+            shared.metrics.sync_hsts_evictions(shared.hsts.evictions());
             let text = shared.metrics.render(
                 shared.hsts.counts(),
                 shared.interceptor.leaf_cache().hits(),

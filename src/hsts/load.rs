@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::persist;
 use super::preload::{self, PreloadEntry, PreloadError};
-use super::store::{HstsStore, MemoryStore};
+use super::store::{HstsStore, Limits, MemoryStore};
 use crate::config::Config;
 
 /// Why the HSTS store could not be built.
@@ -22,7 +22,10 @@ pub enum LoadError {
 /// Loads the HSTS store: the preload lists, then what was persisted.
 pub fn load_hsts(config: &Config) -> Result<Arc<dyn HstsStore>, LoadError> {
     let lists = load_preload_files(&config.preload)?;
-    let store = MemoryStore::with_preload_lists(lists);
+    let store = MemoryStore::with_preload_lists(lists).with_limits(Limits {
+        max_learned_entries: config.max_learned_entries,
+        max_learned_per_site: config.max_learned_per_site,
+    });
     if let Some(path) = &config.hsts_store {
         let outcome = persist::load(path);
         if let Some(warning) = &outcome.warning {
