@@ -8,7 +8,7 @@ use dashmap::DashMap;
 use tokio::sync::Notify;
 
 use super::bound::{Bound, Limits, Sites, Victim};
-use super::index::{PreloadIndex, Preloaded};
+use super::index::PreloadSet;
 use super::{now_unix, HstsStore, Source, StoreError, StoredEntry};
 use crate::hsts::host::{is_ip_literal, is_never_noted, normalize_host, self_and_superdomains};
 use crate::hsts::learn::StsUpdate;
@@ -62,10 +62,7 @@ pub struct MemoryStore {
     /// reads take no lock at all. Kept apart so that an entry exempts a name only against
     /// entries of its own file (issue 11 item 3): a pins-only entry of one list must never
     /// switch off another list's force-https superdomain.
-    preload: Vec<PreloadIndex>,
-    /// How many distinct names some preload list forces to HTTPS (exemption-only entries are
-    /// not counted).
-    preload_enforcing: usize,
+    preload: PreloadSet,
     /// The learned entries by site, for the bounds; taken by every change to the map (never
     /// by lookups), always before a map shard.
     sites: Mutex<Sites>,
@@ -94,43 +91,8 @@ impl MemoryStore {
     /// over none, includeSubDomains over not), and a pins-only entry exempts a name only
     /// against an entry of the same file (issue 11 item 3).
     pub fn with_preload_lists(lists: Vec<Vec<PreloadEntry>>) -> Self {
-        let mut indexes: Vec<PreloadIndex> = Vec::with_capacity(lists.len());
-        for entries in lists {
-            let mut index = PreloadIndex::with_capacity(entries.len());
-            for entry in entries {
-                let Some(domain) = normalize_host(&entry.name) else {
-                    continue;
-                };
-                if is_ip_literal(&domain) {
-                    continue;
-                }
-                let value = Preloaded {
-                    include_subdomains: entry.include_subdomains,
-                    force_https: entry.force_https,
-                };
-                index.insert(&domain, value);
-            }
-            index.shrink_to_fit();
-            if !index.is_empty() {
-                indexes.push(index);
-            }
-        }
-        // Distinct names: a name forced by two lists counts once.
-        let mut preload_enforcing = 0;
-        for (i, index) in indexes.iter().enumerate() {
-            preload_enforcing += index
-                .iter()
-                .filter(|(name, p)| {
-                    p.force_https
-                        && !indexes[..i]
-                            .iter()
-                            .any(|earlier| earlier.get(name).is_some_and(|e| e.force_https))
-                })
-                .count();
-        }
         MemoryStore {
-            preload: indexes,
-            preload_enforcing,
+            preload: PreloadSet::build(lists),
             ..Self::default()
         }
     }
@@ -243,7 +205,7 @@ impl MemoryStore {
 
     /// How many preload entries force HTTPS (exemption-only entries are not counted).
     pub fn preload_len(&self) -> usize {
-        self.preload_enforcing
+        self.preload.enforcing()
     }
 
     /// The matching walk of RFC 6797 §8.2 over the dynamic entries, then over the preload
@@ -264,28 +226,7 @@ impl MemoryStore {
                 }
             }
         }
-        // Within each list the most specific entry that covers the host decides, and only a
-        // force-https one enforces (Chromium's preload decoder keeps the deepest match).
-        // Across lists the strictest answer wins: the most specific enforcing entry, and of
-        // two for the same domain the one with includeSubDomains.
-        let mut best: Option<(&'h str, Preloaded)> = None;
-        for index in &self.preload {
-            if let Some((domain, p)) = index.decide(host) {
-                let better = match best {
-                    None => true,
-                    Some((d, b)) => {
-                        domain.len() > d.len()
-                            || (domain.len() == d.len()
-                                && p.include_subdomains
-                                && !b.include_subdomains)
-                    }
-                };
-                if better {
-                    best = Some((domain, p));
-                }
-            }
-        }
-        let (domain, p) = best?;
+        let (domain, p) = self.preload.decide(host)?;
         Some(Matched {
             domain,
             include_subdomains: p.include_subdomains,
@@ -479,7 +420,7 @@ impl MemoryStore {
                 }
             }
         }
-        (learned, manual, self.preload_enforcing)
+        (learned, manual, self.preload.enforcing())
     }
 
     /// [`HstsStore::prune_expired`] at a given time. Pruning is not a change the file must
