@@ -12,8 +12,10 @@
 pub mod admin;
 pub mod ca;
 pub mod config;
+pub mod feed;
 pub mod finding;
 pub mod hsts;
+pub mod install_guide;
 pub mod lab;
 pub mod metrics;
 pub mod private_file;

@@ -240,6 +240,7 @@ async fn ip_literals_are_never_upgraded() {
     let admin = admin_proxy.proxy.admin_addr.unwrap();
     let put = reqwest::Client::new()
         .put(format!("http://{admin}/hsts/127.0.0.1"))
+        .header("content-type", "application/json")
         .body(r#"{"include_subdomains":false,"max_age":3600}"#)
         .send()
         .await
@@ -298,6 +299,7 @@ async fn admin_api_round_trip() {
 
     let put = http
         .put(format!("{admin}/hsts/Manual.Test"))
+        .header("content-type", "application/json")
         .body(r#"{"include_subdomains": true, "max_age": 600}"#)
         .send()
         .await
@@ -363,6 +365,7 @@ async fn admin_api_round_trip() {
 
     let bad = http
         .put(format!("{admin}/hsts/x.test"))
+        .header("content-type", "application/json")
         .body("not json")
         .send()
         .await
@@ -372,6 +375,7 @@ async fn admin_api_round_trip() {
     // An internationalized name, percent-encoded in the path, is stored as its A-label.
     let idn = http
         .put(format!("{admin}/hsts/b%C3%BCcher.test"))
+        .header("content-type", "application/json")
         .body(r#"{"include_subdomains": false, "max_age": 600}"#)
         .send()
         .await

@@ -73,6 +73,8 @@ pub struct Shared {
     pub interceptor: Interceptor,
     pub upstream: upstream::Upstream,
     pub traffic: Option<TrafficLog>,
+    /// The last exchanges and their broadcast, for the web console.
+    pub feed: crate::feed::Feed,
     pub chains: RedirectChains,
     /// This proxy's `Via` entry, `1.1 <pseudonym>`.
     pub via: HeaderValue,
@@ -237,6 +239,8 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
         interceptor,
         upstream,
         traffic,
+        // TODO(config): `config.console_history` once the config key is merged.
+        feed: crate::feed::Feed::new(crate::feed::DEFAULT_HISTORY),
         via,
         pseudonym,
         listen,
@@ -255,7 +259,10 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
             let bound = admin_listener
                 .local_addr()
                 .map_err(|source| StartError::Bind { addr, source })?;
-            let task = tokio::spawn(crate::admin::serve(admin_listener, shared.clone()));
+            let task = tokio::spawn(crate::admin::serve(
+                admin_listener,
+                admin_context(&shared, bound),
+            ));
             (Some(bound), Some(task))
         }
         None => (None, None),
@@ -271,6 +278,27 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
         admin,
         persister,
     })
+}
+
+/// What the admin listener serves, and nothing more (issue 10).
+fn admin_context(shared: &Arc<Shared>, addr: SocketAddr) -> crate::admin::AdminContext {
+    let metrics_source = shared.clone();
+    crate::admin::AdminContext {
+        addr,
+        hsts: shared.hsts.clone(),
+        metrics: Arc::new(move || {
+            let s = &metrics_source;
+            let leaves = s.interceptor.leaf_cache();
+            s.metrics.sync_hsts_evictions(s.hsts.evictions());
+            s.metrics
+                .render(s.hsts.counts(), leaves.hits(), leaves.misses())
+        }),
+        ca: crate::admin::CaMaterial {
+            pem: shared.ca_pem.clone(),
+            der: shared.ca_der.clone(),
+        },
+        feed: shared.feed.clone(),
+    }
 }
 
 /// Parsing a large preload list (150,000 entries is ~17 MB of JSON) peaks at several times the
