@@ -63,7 +63,11 @@ impl Gate {
 
 impl fmt::Display for Gate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self.kinds.iter().map(|k| k.as_str()).collect();
+        let names: Vec<&str> = if self.kinds == FindingKind::ALL {
+            vec!["all"]
+        } else {
+            self.kinds.iter().map(|k| k.as_str()).collect()
+        };
         if self.failed() {
             let total: usize = self.hits.iter().map(|(_, n)| n).sum();
             let hits: Vec<String> = self.hits.iter().map(|(k, n)| format!("{n} {k}")).collect();

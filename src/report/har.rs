@@ -137,9 +137,12 @@ fn har_entry(line: &LogLine, redact: bool) -> Value {
         if let Some(from) = rec.rewritten_from {
             obj.insert("_rewrittenFrom".to_owned(), json!(from));
         }
-        if let Some(ip) = &extra.server_ip {
-            obj.insert("serverIPAddress".to_owned(), json!(ip));
-        }
+        // Optional in the spec, but readers such as haralyzer expect it; Chromium's DevTools
+        // writes "" when no server was reached (here: the proxy's own answers, older logs).
+        obj.insert(
+            "serverIPAddress".to_owned(),
+            json!(extra.server_ip.as_deref().unwrap_or("")),
+        );
     }
     entry
 }
