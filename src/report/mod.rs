@@ -530,4 +530,62 @@ mod tests {
         assert_eq!(host_of("http://[::1]:8080/"), "[::1]");
         assert_eq!(host_of("not a url"), "(no host)");
     }
+
+    /// The preload verdict reads the traffic: the site's own answer to http://host/ and
+    /// https://www.host/, with the headers newer logs carry (hstspreload.org's rules).
+    #[test]
+    fn preload_verdict_reads_the_traffic() {
+        const STS: &str = "max-age=31536000; includeSubDomains; preload";
+        let line = |url: &str, status: u16, action: &str, extra: &str| {
+            format!(
+                r#"{{"ts":"2024-05-01T10:00:00.000Z","client":"127.0.0.1:1","method":"GET","url":"{url}","status":{status},"duration_ms":1,"request_bytes":0,"response_bytes":0,"action":"{action}","findings":[]{extra}}}"#
+            )
+        };
+        let sts = format!(r#","sts":"{STS}""#);
+        let log = [
+            // good.test: redirects http→https on the same host, www answers over https.
+            line("https://good.test/", 200, "forwarded", &sts),
+            line(
+                "http://good.test/",
+                301,
+                "forwarded",
+                r#","response_headers":[["Location","https://good.test/"]]"#,
+            ),
+            line("https://www.good.test/", 200, "forwarded", ""),
+            // bad.test: http root goes to www first, and www over https failed.
+            line("https://bad.test/", 200, "forwarded", &sts),
+            line(
+                "http://bad.test/",
+                301,
+                "forwarded",
+                r#","response_headers":[["location","https://www.bad.test/"]]"#,
+            ),
+            line("https://www.bad.test/", 502, "error", ""),
+            // old.test: an older log without headers, and the proxy's own internal redirect:
+            // neither says what the site does, so neither rule is judged.
+            line("https://old.test/", 200, "forwarded", &sts),
+            line("http://old.test/", 301, "forwarded", ""),
+            line("http://old.test/", 307, "hsts_internal_redirect", ""),
+            // sub.good.test: not a registrable domain.
+            line("https://sub.good.test/", 200, "forwarded", &sts),
+        ]
+        .join("\n");
+        let r = summarize(&log).unwrap();
+        let verdict = |host: &str| r.sts_hosts[host].verdict.clone();
+        assert_eq!(verdict("good.test"), PreloadVerdict::Ready);
+        assert_eq!(verdict("old.test"), PreloadVerdict::Ready);
+        assert_eq!(
+            verdict("bad.test"),
+            PreloadVerdict::NotReady(vec![
+                "http://bad.test/ redirected to https://www.bad.test/, not to https://bad.test/ first".into(),
+                "www.bad.test did not answer over HTTPS".into(),
+            ])
+        );
+        assert_eq!(
+            verdict("sub.good.test"),
+            PreloadVerdict::NotReady(vec![
+                "not a registrable domain: submit good.test, which covers sub.good.test".into()
+            ])
+        );
+    }
 }
