@@ -24,7 +24,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Response, StatusCode, Uri};
 use hyper::ext::ReasonPhrase;
 
-use super::store::is_ip_literal;
+use super::host::is_ip_literal;
 
 /// The reason phrase Chromium writes for its HSTS redirect.
 pub const INTERNAL_REDIRECT_REASON: &[u8] = b"Internal Redirect";
