@@ -2,6 +2,8 @@
 //! action and status, the findings grouped by kind and host, the STS senders with their
 //! preload verdict, and a HAR 1.2 file that parses.
 
+mod common;
+
 use std::process::Command;
 
 const LOG: &str = r#"{"ts":"2026-11-21T10:00:00.000Z","client":"127.0.0.1:5000","method":"POST","url":"https://shop.test/login","status":302,"duration_ms":3.2,"request_bytes":20,"response_bytes":0,"action":"forwarded","findings":[{"kind":"method_change_risk","detail":"POST https://shop.test/login answered 302 → use 303 to switch to GET on purpose, or 307 to keep POST"}]}
@@ -453,18 +455,82 @@ fn har_and_junit_files_are_private() {
     let xml = dir.path().join("report.xml");
     std::fs::write(&xml, "old").unwrap();
     std::fs::set_permissions(&xml, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let status = Command::new("sh")
+    let out = Command::new("sh")
         .arg("-c")
         .arg("umask 022; exec \"$0\" report \"$1\" --har \"$2\" --junit \"$3\"")
         .arg(env!("CARGO_BIN_EXE_strictproxy"))
         .arg(&log)
         .arg(&har)
         .arg(&xml)
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for file in [&har, &xml] {
         let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}", file.display());
     }
+}
+
+/// End to end: a real proxy's traffic log (headers included) becomes a HAR that haralyzer opens
+/// and the schema accepts, with the client's credentials masked.
+#[tokio::test]
+async fn a_real_runs_log_becomes_a_har_without_credentials() {
+    let origin = common::Origin::http().await;
+    let proxy = common::start_proxy(None, |_| {}).await;
+    let url = format!(
+        "http://origin.test:{}/status/302?location=%2Fnext&q=1",
+        origin.port()
+    );
+    let response = proxy
+        .client()
+        .post(&url)
+        .header("authorization", "Bearer e2e-s3cret")
+        .header("cookie", "sid=e2e-c00kie")
+        .body("user=alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302);
+    let records = proxy.records().await;
+    assert_eq!(records.len(), 1);
+
+    let har = proxy.dir.path().join("run.har");
+    let out = Command::new(env!("CARGO_BIN_EXE_strictproxy"))
+        .arg("report")
+        .arg(&proxy.traffic_log)
+        .arg("--har")
+        .arg(&har)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&har).unwrap();
+    assert!(
+        !text.contains("e2e-s3cret") && !text.contains("e2e-c00kie"),
+        "{text}"
+    );
+    let Some(seen) = har_check(&har) else { return };
+    let e = &seen["entries"][0];
+    assert_eq!(e["method"], "POST");
+    assert_eq!(e["status"], 302);
+    assert_eq!(e["redirectURL"], "/next");
+    assert_eq!(
+        e["queryString"][1],
+        serde_json::json!({"name": "q", "value": "1"})
+    );
+    let names: Vec<String> = e["requestHeaders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap().to_ascii_lowercase())
+        .collect();
+    assert!(names.contains(&"authorization".to_string()), "{names:?}");
+    assert!(names.contains(&"cookie".to_string()), "{names:?}");
 }

@@ -7,24 +7,12 @@
 //! a custom field as the spec allows (names starting with `_`). Credential headers are
 //! redacted unless the caller asks otherwise; a value the log already redacted stays redacted.
 
-use super::log::{write_private, LogLine};
+use super::log::{response_header, write_private};
 use super::{parse_log, ReportError};
-use crate::traffic::{Action, TrafficRecord};
+use crate::traffic::{Action, TrafficRecord, CREDENTIAL_FIELDS, REDACTED};
 use serde_json::{json, Value};
 use std::path::Path;
 use time::OffsetDateTime;
-
-/// The fields whose values carry credentials (RFC 9110 §11.6.2, §11.7.2; RFC 6265 §4): the
-/// same list as the traffic log's redaction.
-const CREDENTIAL_HEADERS: [&str; 4] = [
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-];
-
-/// What a redacted value reads as (the traffic log's marker).
-const REDACTED: &str = "[redacted]";
 
 /// Writes the log as HAR 1.2 to `out` with credentials redacted, and returns the number of
 /// entries.
@@ -49,7 +37,7 @@ pub fn write_har_with(log_text: &str, out: &Path, redact: bool) -> Result<usize,
 }
 
 /// The HAR document for parsed log lines.
-pub fn har_log(records: &[LogLine], redact: bool) -> Value {
+pub fn har_log(records: &[TrafficRecord], redact: bool) -> Value {
     let entries: Vec<Value> = records.iter().map(|l| har_entry(l, redact)).collect();
     json!({
         "log": {
@@ -61,8 +49,7 @@ pub fn har_log(records: &[LogLine], redact: bool) -> Value {
     })
 }
 
-fn har_entry(line: &LogLine, redact: bool) -> Value {
-    let (rec, extra) = (&line.rec, &line.extra);
+fn har_entry(rec: &TrafficRecord, redact: bool) -> Value {
     let url = har_url(rec);
     let query: Vec<Value> = url::Url::parse(&url)
         .map(|u| {
@@ -71,15 +58,15 @@ fn har_entry(line: &LogLine, redact: bool) -> Value {
                 .collect()
         })
         .unwrap_or_default();
-    let request_headers = headers(&extra.request_headers, redact);
-    let mut response_headers = headers(&extra.response_headers, redact);
+    let request_headers = headers(&rec.request_headers, redact);
+    let mut response_headers = headers(&rec.response_headers, redact);
     // An older log has no headers but may have the STS field: show that one.
-    if extra.response_headers.is_empty() {
+    if rec.response_headers.is_empty() {
         if let Some(v) = &rec.sts {
             response_headers.push(json!({ "name": "Strict-Transport-Security", "value": v }));
         }
     }
-    let location = extra.response_header("location").unwrap_or("");
+    let location = response_header(rec, "location").unwrap_or("");
     let (status_text, redirect_url) = match rec.action {
         // What the proxy itself sends, as Chromium does (see hsts::upgrade).
         Action::HstsInternalRedirect => ("Internal Redirect".to_owned(), https_of(&url)),
@@ -92,8 +79,8 @@ fn har_entry(line: &LogLine, redact: bool) -> Value {
             location.to_owned(),
         ),
     };
-    let mime_type = extra.response_header("content-type").unwrap_or("");
-    let http_version = extra.http_version.as_deref().unwrap_or("");
+    let mime_type = response_header(rec, "content-type").unwrap_or("");
+    let http_version = rec.http_version.as_deref().unwrap_or("");
     let mut entry = json!({
         "startedDateTime": har_ts(rec.ts),
         "time": rec.duration_ms,
@@ -103,7 +90,7 @@ fn har_entry(line: &LogLine, redact: bool) -> Value {
             "httpVersion": http_version,
             "headers": request_headers,
             "queryString": query,
-            "cookies": request_cookies(&extra.request_headers, redact),
+            "cookies": request_cookies(&rec.request_headers, redact),
             "headersSize": -1,
             "bodySize": rec.request_bytes,
         },
@@ -112,7 +99,7 @@ fn har_entry(line: &LogLine, redact: bool) -> Value {
             "statusText": status_text,
             "httpVersion": http_version,
             "headers": response_headers,
-            "cookies": response_cookies(&extra.response_headers, redact),
+            "cookies": response_cookies(&rec.response_headers, redact),
             "content": { "size": rec.response_bytes, "mimeType": mime_type },
             "redirectURL": redirect_url,
             "headersSize": -1,
@@ -122,7 +109,7 @@ fn har_entry(line: &LogLine, redact: bool) -> Value {
         // Only the total is measured: it is all "wait" (send + wait + receive = time).
         "timings": { "send": 0, "wait": rec.duration_ms, "receive": 0 },
         "_strictproxy": {
-            "id": extra.id,
+            "id": rec.id,
             "client": rec.client,
             "action": rec.action,
             "findings": rec.findings,
@@ -141,16 +128,17 @@ fn har_entry(line: &LogLine, redact: bool) -> Value {
         // writes "" when no server was reached (here: the proxy's own answers, older logs).
         obj.insert(
             "serverIPAddress".to_owned(),
-            json!(extra.server_ip.as_deref().unwrap_or("")),
+            json!(rec.server_ip.as_deref().unwrap_or("")),
         );
     }
     entry
 }
 
 fn is_credential(name: &str) -> bool {
-    CREDENTIAL_HEADERS
+    // The traffic log's own list (Chrome DevTools' "sanitized HAR" masks the same four).
+    CREDENTIAL_FIELDS
         .iter()
-        .any(|c| c.eq_ignore_ascii_case(name))
+        .any(|c| c.as_str().eq_ignore_ascii_case(name))
 }
 
 /// A header value as the HAR shows it.

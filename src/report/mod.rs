@@ -21,7 +21,7 @@ pub mod text;
 
 pub use cli::{run, ReportArgs};
 pub use har::{write_har, write_har_with};
-pub use log::{Extra, LogLine};
+pub use log::response_header;
 pub use preload::{
     preload_eligibility, preload_verdict, Observed, PreloadVerdict, PRELOAD_MIN_MAX_AGE,
 };
@@ -180,8 +180,7 @@ pub fn summarize(log_text: &str) -> Result<Report, ReportError> {
         ..Report::default()
     };
     let mut sts: BTreeMap<String, StsSeen> = BTreeMap::new();
-    for line in &parsed.records {
-        let rec = &line.rec;
+    for rec in &parsed.records {
         report.first_ts = Some(report.first_ts.map_or(rec.ts, |t| t.min(rec.ts)));
         report.last_ts = Some(report.last_ts.map_or(rec.ts, |t| t.max(rec.ts)));
         *report.by_action.entry(rec.action).or_default() += 1;

@@ -4,9 +4,10 @@
 //! and — where the traffic shows them — `http://host/` redirected to `https://host/` first and
 //! `www.host` answered over HTTPS. Each failed rule is named.
 
-use super::LogLine;
+use super::log::response_header;
 use crate::hsts::header::{parse_sts, StsPolicy};
 use crate::traffic::Action;
+use crate::traffic::TrafficRecord;
 use std::fmt;
 use url::Url;
 
@@ -70,21 +71,20 @@ pub struct Observed {
 
 impl Observed {
     /// Gathers the observations for `host` from a parsed log.
-    pub fn from_log(host: &str, records: &[LogLine]) -> Observed {
+    pub fn from_log(host: &str, records: &[TrafficRecord]) -> Observed {
         let www = format!("www.{host}");
         let mut observed = Observed::default();
-        for line in records {
-            let Ok(url) = Url::parse(&line.rec.url) else {
+        for rec in records {
+            let Ok(url) = Url::parse(&rec.url) else {
                 continue;
             };
-            let rec = &line.rec;
             match (url.scheme(), url.host_str()) {
                 ("http", Some(h)) if h == host && url.path() == "/" => {
                     let is_redirect = (300..400).contains(&rec.status);
                     // An older log has no headers: a redirect's target is unknown then.
-                    let knows_location = !is_redirect || !line.extra.response_headers.is_empty();
+                    let knows_location = !is_redirect || !rec.response_headers.is_empty();
                     if rec.action == Action::Forwarded && knows_location {
-                        let location = line.extra.response_header("location").map(str::to_owned);
+                        let location = response_header(rec, "location").map(str::to_owned);
                         observed.http_root = Some((rec.status, location));
                     }
                 }
