@@ -228,7 +228,7 @@ fn print_banner(proxy: &strictproxy::proxy::RunningProxy, ca_path: &str) -> std:
     match proxy.admin_addr {
         Some(admin) => writeln!(
             out,
-            "  admin API: http://{admin}/hsts  http://{admin}/metrics"
+            "  web console: http://{admin}/   (admin API: /hsts /exchanges /events /metrics)"
         )?,
         None => writeln!(out, "  admin API: off (enable with --admin 127.0.0.1:8081)")?,
     }
