@@ -18,6 +18,7 @@ pub mod hsts;
 pub mod install_guide;
 pub mod lab;
 pub mod metrics;
+pub mod private_file;
 pub mod proxy;
 pub mod redirect;
 pub mod report;

@@ -287,3 +287,38 @@ async fn read_until(stream: &mut tokio::net::TcpStream, seen: &mut Vec<u8>, need
         seen.extend_from_slice(&buf[..n]);
     }
 }
+
+#[tokio::test]
+async fn redact_credentials_false_keeps_them_and_console_history_bounds_the_ring() {
+    let origin = Origin::http().await;
+    let proxy = start_proxy(None, |o| {
+        o.redact_credentials = Some(false);
+        o.console_history = Some(2);
+    })
+    .await;
+    let admin = proxy.proxy.admin_addr.unwrap();
+    for i in 0..3 {
+        traffic(
+            &proxy,
+            &format!("http://plain.test:{}/k/{i}", origin.port()),
+        )
+        .await;
+    }
+    let response = request(
+        admin,
+        &format!("GET /exchanges?limit=10 HTTP/1.1\r\nHost: {admin}"),
+        "",
+    )
+    .await;
+    let list: serde_json::Value = serde_json::from_str(body_of(&response)).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2, "console_history = 2");
+    assert!(list[0]["request_headers"]
+        .to_string()
+        .contains("Bearer s3cret"));
+    let log = std::fs::read_to_string(&proxy.traffic_log).unwrap_or_default();
+    let records = proxy.records().await;
+    assert_eq!(records.len(), 3, "{log}");
+    assert!(records[0]["request_headers"]
+        .to_string()
+        .contains("sid=abc"));
+}

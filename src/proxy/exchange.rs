@@ -70,7 +70,7 @@ impl Exchange {
             kind = finding.kind.as_str(),
             client = %self.client,
             "{}",
-            crate::redirect::console_line(&finding)
+            finding.console_line()
         );
         shared.metrics.finding(finding.kind);
         self.findings.push(finding);
@@ -95,8 +95,7 @@ impl Exchange {
         shared
             .metrics
             .exchange(action_name, status, elapsed.as_secs_f64());
-        // TODO(config): `shared.config.redact_credentials` once the config key is merged.
-        let redact = true;
+        let redact = shared.config.redact_credentials;
         let record = TrafficRecord {
             ts: self.ts,
             client: self.client.to_string(),

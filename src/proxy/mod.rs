@@ -26,9 +26,9 @@ pub mod upstream;
 
 use crate::ca::{Interceptor, LeafCache, LocalCa};
 use crate::config::Config;
+use crate::hsts::load::{load_hsts, LoadError};
 use crate::hsts::persist::{self, Persister};
-use crate::hsts::preload;
-use crate::hsts::store::{HstsStore, MemoryStore};
+use crate::hsts::store::HstsStore;
 use crate::metrics::Metrics;
 use crate::redirect::RedirectChains;
 use crate::traffic::TrafficLog;
@@ -55,7 +55,7 @@ pub enum StartError {
     #[error("TLS setup failed: {0}")]
     Tls(#[from] rustls::Error),
     #[error(transparent)]
-    Preload(#[from] preload::PreloadError),
+    Hsts(#[from] LoadError),
     #[error("cannot open the traffic log: {0}")]
     Traffic(#[from] crate::traffic::TrafficError),
     #[error("cannot listen on {addr}: {source}")]
@@ -179,29 +179,6 @@ fn server_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Loads the HSTS store: preload lists, then what was persisted.
-pub fn load_hsts(config: &Config) -> Result<Arc<dyn HstsStore>, StartError> {
-    let mut preloaded = Vec::new();
-    for path in &config.preload {
-        let entries = preload::load_preload_file(path)?;
-        let force_https = entries.iter().filter(|e| e.force_https).count();
-        tracing::info!(
-            "preload list {}: {force_https} force-https entries",
-            path.display()
-        );
-        preloaded.extend(entries);
-    }
-    let store = MemoryStore::with_preload(preloaded);
-    if let Some(path) = &config.hsts_store {
-        let outcome = persist::load(path);
-        if let Some(warning) = &outcome.warning {
-            tracing::warn!("{warning}");
-        }
-        store.restore(outcome.entries);
-    }
-    Ok(Arc::new(store))
-}
-
 /// Starts the proxy (and the admin API when configured) on the current tokio runtime.
 pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
     let ca = LocalCa::load_or_create(&config.ca_dir)?;
@@ -257,13 +234,12 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
         stopping: shutdown_rx.clone(),
         tunnels: tokio_util::task::TaskTracker::new(),
         chains: RedirectChains::new(20, 10_000, Duration::from_secs(60)),
+        feed: crate::feed::Feed::new(config.console_history),
         config,
         hsts,
         interceptor,
         upstream,
         traffic,
-        // TODO(config): `config.console_history` once the config key is merged.
-        feed: crate::feed::Feed::new(crate::feed::DEFAULT_HISTORY),
         via,
         pseudonym,
         listen,

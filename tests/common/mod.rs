@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod hostile;
 pub mod lab_process;
 
 use bytes::Bytes;
