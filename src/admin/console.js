@@ -105,7 +105,7 @@ function add(records) {
 // animation frame, and at most DRAW_MAX rows a frame (a big backlog is spread over the next
 // frames), so the page never stalls for long and a row still shows within a second of its
 // exchange's end. A 1,000-row table's layout is the expensive part: one per batch, not per row.
-const DRAW_EVERY = 250;
+const DRAW_EVERY = 100;
 const DRAW_MAX = 50;
 let lastDraw = 0;
 let generation = 0;             // bumps on every full redraw; a stale chunked fill stops
