@@ -290,8 +290,7 @@ async fn console_shows_live_traffic_findings_and_manages_hsts() {
     .unwrap()
         + Duration::from_secs_f64(record["duration_ms"].as_f64().unwrap() / 1000.0);
     let shown = page.eval(&format!("window.__seen['{row_id}']")).await;
-    let latency_ms =
-        shown.as_f64().unwrap() - (ended.unix_timestamp_nanos() as f64 / 1e6);
+    let latency_ms = shown.as_f64().unwrap() - (ended.unix_timestamp_nanos() as f64 / 1e6);
     println!("row in the DOM {latency_ms:.0} ms after its exchange ended");
     // Issue 13: within one second of the exchange's end.
     assert!(latency_ms < 1000.0, "{latency_ms} ms");
