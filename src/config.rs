@@ -77,6 +77,8 @@ pub struct FileConfig {
     pub leaf_cache_size: Option<usize>,
     pub max_header_bytes: Option<usize>,
     pub max_uri_bytes: Option<usize>,
+    pub hsts_redis: Option<String>,
+    pub hsts_redis_prefix: Option<String>,
 }
 
 /// The validated settings the proxy runs with.
@@ -128,6 +130,12 @@ pub struct Config {
     pub max_header_bytes: usize,
     /// Longest request target accepted, in bytes; past it the answer is `414`.
     pub max_uri_bytes: usize,
+    /// Shared HSTS store for a fleet of proxies (`--hsts-redis redis://…` or `rediss://…`);
+    /// none when unset. The URL may hold a password: print it only through
+    /// [`crate::hsts::fleet::mask_url`].
+    pub hsts_redis: Option<String>,
+    /// Key prefix of the shared store in Redis (`hsts_redis_prefix`).
+    pub hsts_redis_prefix: String,
 }
 
 /// Values given on the command line; each one, when present, wins over the file.
@@ -146,6 +154,7 @@ pub struct Overrides {
     pub auth: Option<String>,
     pub allow_open: bool,
     pub log_format: Option<String>,
+    pub hsts_redis: Option<String>,
 }
 
 impl Config {
@@ -312,6 +321,14 @@ impl Config {
             leaf_cache_size: positive("leaf_cache_size", pick!(leaf_cache_size), 1024)?,
             max_header_bytes: positive("max_header_bytes", pick!(max_header_bytes), 64 * 1024)?,
             max_uri_bytes: positive("max_uri_bytes", pick!(max_uri_bytes), 16 * 1024)?,
+            hsts_redis: cli
+                .hsts_redis
+                .clone()
+                .or(pick!(hsts_redis))
+                .filter(|url| !url.is_empty()),
+            hsts_redis_prefix: pick!(hsts_redis_prefix)
+                .filter(|prefix| !prefix.is_empty())
+                .unwrap_or_else(|| "strictproxy:hsts:".to_string()),
         };
         config.check_exposure()?;
         Ok(config)

@@ -68,6 +68,9 @@ struct Flags {
     /// Console log format [default: text]
     #[arg(long, global = true, value_name = "text|json")]
     log_format: Option<String>,
+    /// Shared HSTS store for a fleet: redis://[user:pass@]host:port/db or rediss://…
+    #[arg(long, global = true, value_name = "URL")]
+    hsts_redis: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -145,6 +148,7 @@ fn overrides(flags: &Flags) -> Overrides {
         auth: flags.auth.clone(),
         allow_open: flags.allow_open,
         log_format: flags.log_format.clone(),
+        hsts_redis: flags.hsts_redis.clone(),
     }
 }
 
@@ -232,6 +236,21 @@ fn print_banner(proxy: &strictproxy::proxy::RunningProxy, ca_path: &str) -> std:
         )?,
         None => writeln!(out, "  admin API: off (enable with --admin 127.0.0.1:8081)")?,
     }
+    if let Some(fleet) = &proxy.fleet {
+        use strictproxy::hsts::fleet::sync::FirstSync;
+        match fleet.first_sync() {
+            FirstSync::Loaded(n) => writeln!(
+                out,
+                "  shared HSTS store: {} ({n} entries loaded)",
+                fleet.shown_url()
+            )?,
+            FirstSync::Unreachable => writeln!(
+                out,
+                "  shared HSTS store: {} unreachable; enforcing from the local copy, retrying",
+                fleet.shown_url()
+            )?,
+        }
+    }
     writeln!(
             out,
             "  trust the CA:  sudo cp {ca_path} /usr/local/share/ca-certificates/strictproxy.crt && sudo update-ca-certificates"
@@ -271,6 +290,10 @@ async fn wait_for_shutdown(_proxy: &strictproxy::proxy::RunningProxy) -> Result<
 
 fn hsts_command(config: &Config, action: HstsAction) -> Result<ExitCode> {
     use strictproxy::hsts::persist;
+    if config.hsts_redis.is_some() {
+        let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+        return runtime.block_on(hsts_shared_command(config, action));
+    }
     let Some(path) = &config.hsts_store else {
         bail!("the hsts subcommands work on a store file: pass --hsts-store FILE (or set hsts_store in the config)");
     };
@@ -315,4 +338,58 @@ fn hsts_command(config: &Config, action: HstsAction) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `hsts` subcommands on the shared store (`--hsts-redis`): read from and write to Redis
+/// directly; every running instance hears the change.
+async fn hsts_shared_command(config: &Config, action: HstsAction) -> Result<ExitCode> {
+    let (store, fleet) = strictproxy::hsts::fleet::open_shared_store(config).await?;
+    let domain_of = |raw: &str| -> Result<String> {
+        normalize_host(raw)
+            .map(|h| h.into_owned())
+            .with_context(|| format!("`{raw}` is not a valid host name"))
+    };
+    let mut out = std::io::stdout().lock();
+    let code = match action {
+        HstsAction::List => {
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&store.dynamic_entries())?
+            )?;
+            ExitCode::SUCCESS
+        }
+        HstsAction::Query { host } => {
+            let host = domain_of(&host)?;
+            let value = strictproxy::admin::host_status(store.as_ref(), &host);
+            writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+            ExitCode::SUCCESS
+        }
+        HstsAction::Add {
+            domain,
+            include_subdomains,
+            max_age,
+        } => {
+            let domain = domain_of(&domain)?;
+            let entry = store.add_manual(&domain, include_subdomains, max_age)?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&entry)?)?;
+            ExitCode::SUCCESS
+        }
+        HstsAction::Delete { domain } => {
+            let domain = domain_of(&domain)?;
+            if store.remove(&domain) {
+                writeln!(out, "deleted {domain}")?;
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("strictproxy: no learned or manual HSTS entry for {domain}");
+                ExitCode::from(1)
+            }
+        }
+    };
+    if !fleet.flush(std::time::Duration::from_secs(5)).await {
+        bail!(strictproxy::hsts::fleet::FleetError::NotWritten(
+            fleet.shown_url().to_string()
+        ));
+    }
+    Ok(code)
 }

@@ -58,6 +58,8 @@ pub enum StartError {
     Preload(#[from] preload::PreloadError),
     #[error("cannot open the traffic log: {0}")]
     Traffic(#[from] crate::traffic::TrafficError),
+    #[error(transparent)]
+    Fleet(#[from] crate::hsts::fleet::FleetError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -113,6 +115,8 @@ pub struct RunningProxy {
     listener: JoinHandle<()>,
     admin: Option<JoinHandle<()>>,
     persister: Option<Persister>,
+    /// The link to the shared HSTS store (`--hsts-redis`), when configured.
+    pub fleet: Option<crate::hsts::fleet::Fleet>,
 }
 
 impl RunningProxy {
@@ -147,6 +151,9 @@ impl RunningProxy {
         let _ = self.listener.await;
         if let Some(admin) = &self.admin {
             admin.abort();
+        }
+        if let Some(fleet) = &self.fleet {
+            fleet.flush(Duration::from_secs(2)).await;
         }
         if let Some(persister) = &self.persister {
             if let Err(err) = persister.flush().await {
@@ -213,6 +220,17 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
     if !config.preload.is_empty() {
         release_freed_memory();
     }
+    let (hsts, fleet) = match config.hsts_redis.clone() {
+        Some(url) => {
+            let (store, fleet) = crate::hsts::fleet::attach(&config, &url, hsts).await?;
+            (store, Some(fleet))
+        }
+        None => (hsts, None),
+    };
+    let mut metrics = Metrics::new();
+    if let Some(fleet) = &fleet {
+        metrics.register_backend(fleet.metrics());
+    }
     let roots = Arc::new(upstream::root_store(&config.upstream_ca)?);
     let resolver = upstream::Resolver::new(config.resolve.clone());
     let upstream = upstream::Upstream::new(
@@ -267,7 +285,7 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
         ca_pem,
         ca_der,
         ca_path,
-        metrics: Metrics::new(),
+        metrics,
     });
 
     let (admin_addr, admin) = match shared.config.admin {
@@ -293,6 +311,7 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
         listener: listener_task,
         admin,
         persister,
+        fleet,
     })
 }
 

@@ -1,0 +1,518 @@
+//! A fleet of proxies sharing one HSTS store on Redis: real `redis-server` processes, each
+//! started by the test on a free loopback port with persistence off, and real proxies on
+//! loopback. Learned on one instance → enforced by the others; deletions, `max-age=0`,
+//! manual-over-learned, a Redis outage and restart, a new instance starting cold, concurrent
+//! conflicting headers, and expiry.
+//!
+//! Skipped (with the reason printed) where `redis-server` is not installed, except under
+//! `CI=true`, where that is a failure.
+
+mod common;
+
+use common::*;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const REDIS_SERVER: &str = "/usr/bin/redis-server";
+
+/// A `redis-server` on 127.0.0.1, killed (by PID) when dropped.
+struct Redis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    /// Starts one on a free port; `None` (test skipped) when redis-server is missing.
+    async fn start() -> Option<Redis> {
+        if !Path::new(REDIS_SERVER).exists() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{REDIS_SERVER} is missing: install the redis-server package"
+            );
+            eprintln!("skipped: {REDIS_SERVER} is not installed (apt-get install redis-server)");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Redis { port, child: None };
+        redis.restart().await;
+        Some(redis)
+    }
+
+    /// (Re)starts the server on the same port, empty, and waits until it answers.
+    async fn restart(&mut self) {
+        let child = Command::new(REDIS_SERVER)
+            .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
+            .args(["--port", &self.port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let url = self.url();
+        eventually("redis-server answers PING", Duration::from_secs(10), || {
+            let url = url.clone();
+            async move {
+                let Ok(client) = redis::Client::open(url) else {
+                    return false;
+                };
+                let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+                    return false;
+                };
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok()
+            }
+        })
+        .await;
+    }
+
+    /// Kills the server and waits for it to be gone.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// The hash stored for `domain` (empty when absent).
+    async fn record(&self, domain: &str) -> std::collections::HashMap<String, String> {
+        redis::cmd("HGETALL")
+            .arg(format!("strictproxy:hsts:{domain}"))
+            .query_async(&mut self.conn().await)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `check` every 10 ms until it holds, failing after `within`.
+async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A proxy of the fleet at `url`, with a local store file in its own folder.
+async fn instance(ca: &TestCa, url: &str) -> TestProxy {
+    let url = url.to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = overrides(dir.path(), Some(ca));
+    o.hsts_store = Some(dir.path().join("hsts.json"));
+    o.hsts_redis = Some(url);
+    start_proxy_in(dir, o).await
+}
+
+fn admin(proxy: &TestProxy) -> SocketAddr {
+    proxy.proxy.admin_addr.unwrap()
+}
+
+/// `GET /hsts/{host}` on the instance's admin API.
+async fn status(proxy: &TestProxy, host: &str) -> serde_json::Value {
+    reqwest::get(format!("http://{}/hsts/{host}", admin(proxy)))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn enforced(proxy: &TestProxy, host: &str) -> bool {
+    status(proxy, host).await["enforced"] == true
+}
+
+async fn wait_enforced(proxy: &TestProxy, host: &str, want: bool, within: Duration) {
+    eventually(
+        &format!("{host} enforced={want} on {}", proxy.addr()),
+        within,
+        || async move { enforced(proxy, host).await == want },
+    )
+    .await;
+}
+
+/// Teaches `proxy` the header `value` from the HTTPS origin at `host`.
+async fn learn(proxy: &TestProxy, host: &str, origin: &Origin, value: &str) {
+    let url = format!(
+        "https://{host}:{}/sts?v={}",
+        origin.port(),
+        url::form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>()
+    );
+    assert_eq!(proxy.get(url).await.status(), 200);
+}
+
+/// A plain-HTTP GET through `proxy`; the status.
+async fn plain_get(proxy: &TestProxy, host: &str, origin: &Origin, path: &str) -> u16 {
+    proxy
+        .get(format!("http://{host}:{}{path}", origin.port()))
+        .await
+        .status()
+        .as_u16()
+}
+
+async fn metric(proxy: &TestProxy, name: &str) -> f64 {
+    let text = reqwest::get(format!("http://{}/metrics", admin(proxy)))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn learned_deleted_forgotten_and_manual_entries_reach_every_instance() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    // The ACL user the README documents: limited to the prefix, and enough for everything.
+    let mut conn = redis.conn().await;
+    let acl: Vec<&str> = "SETUSER strictproxy on >fleet-secret resetkeys ~strictproxy:hsts:* resetchannels -@all +@read +@write +@stream +@scripting +time +ping +hello"
+        .split(' ')
+        .collect();
+    let _: () = redis::cmd("ACL")
+        .arg(&acl)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let url = format!("redis://strictproxy:fleet-secret@127.0.0.1:{}", redis.port);
+
+    let ca = TestCa::new();
+    let secure = Origin::https(&ca).await;
+    let plain = Origin::http().await;
+    let a = instance(&ca, &url).await;
+    let b = instance(&ca, &url).await;
+    let fleet = a.proxy.fleet.as_ref().unwrap();
+    assert!(!fleet.shown_url().contains("fleet-secret"));
+    assert!(fleet.shown_url().contains("***"));
+    assert_eq!(metric(&a, "strictproxy_hsts_backend_up").await, 1.0);
+
+    // Learned on A → B answers the plain-HTTP URL with the 307 within 1 s; the origin never
+    // sees that request.
+    learn(
+        &a,
+        "secure.test",
+        &secure,
+        "max-age=3600; includeSubDomains",
+    )
+    .await;
+    let learned_at = Instant::now();
+    wait_enforced(&b, "secure.test", true, Duration::from_secs(1)).await;
+    eprintln!("learn on A → enforced on B: {:?}", learned_at.elapsed());
+    assert_eq!(
+        plain_get(&b, "sub.secure.test", &plain, "/via-b").await,
+        307
+    );
+    assert_eq!(plain.count("/via-b"), 0, "the origin must not see it");
+    assert_eq!(redis.record("secure.test").await["s"], "learned");
+    assert!(metric(&b, "strictproxy_hsts_backend_remote_changes_total").await >= 1.0);
+    assert!(metric(&b, "strictproxy_hsts_backend_lag_seconds").await < 1.0);
+
+    // DELETE on B → A forwards again.
+    let deleted = reqwest::Client::new()
+        .delete(format!("http://{}/hsts/secure.test", admin(&b)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    wait_enforced(&a, "secure.test", false, Duration::from_secs(1)).await;
+    assert_eq!(
+        plain_get(&a, "secure.test", &plain, "/after-delete").await,
+        200
+    );
+    assert_eq!(plain.count("/after-delete"), 1);
+    assert_eq!(redis.record("secure.test").await["s"], "deleted");
+
+    // max-age=0 learned on B → A forgets.
+    learn(&a, "secure.test", &secure, "max-age=3600").await;
+    wait_enforced(&b, "secure.test", true, Duration::from_secs(1)).await;
+    learn(&b, "secure.test", &secure, "max-age=0").await;
+    wait_enforced(&a, "secure.test", false, Duration::from_secs(1)).await;
+
+    // A manual entry outranks a learned one on every instance: the header B then sees
+    // changes nothing, anywhere.
+    let put = reqwest::Client::new()
+        .put(format!("http://{}/hsts/other.test", admin(&a)))
+        .json(&serde_json::json!({"include_subdomains": false, "max_age": 86400}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    eventually("manual entry on B", Duration::from_secs(1), || async {
+        status(&b, "other.test").await["entry"]["source"] == "manual"
+    })
+    .await;
+    learn(&b, "other.test", &secure, "max-age=60; includeSubDomains").await;
+    learn(&b, "other.test", &secure, "max-age=0").await;
+    for proxy in [&a, &b] {
+        let entry = &status(proxy, "other.test").await["entry"];
+        assert_eq!(entry["source"], "manual");
+        assert_eq!(entry["include_subdomains"], false);
+    }
+    assert_eq!(redis.record("other.test").await["s"], "manual");
+
+    // The hsts subcommands act on the shared store directly.
+    let output = Command::new(env!("CARGO_BIN_EXE_strictproxy"))
+        .args([
+            "hsts",
+            "add",
+            "cli.test",
+            "--max-age",
+            "600",
+            "--hsts-redis",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    wait_enforced(&a, "cli.test", true, Duration::from_secs(1)).await;
+    wait_enforced(&b, "cli.test", true, Duration::from_secs(1)).await;
+    let output = Command::new(env!("CARGO_BIN_EXE_strictproxy"))
+        .args(["hsts", "list", "--hsts-redis", &url])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        listed.contains("cli.test") && listed.contains("other.test"),
+        "{listed}"
+    );
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("fleet-secret"));
+
+    // The ACL really limits the user to the prefix.
+    let limited = redis::Client::open(url.as_str()).unwrap();
+    let mut limited = limited.get_multiplexed_async_connection().await.unwrap();
+    let outside: Result<Option<String>, _> = redis::cmd("GET")
+        .arg("elsewhere")
+        .query_async(&mut limited)
+        .await;
+    assert!(outside.is_err(), "NOPERM expected outside the prefix");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_down_is_not_an_outage_and_a_cold_instance_gets_everything() {
+    let Some(mut redis) = Redis::start().await else {
+        return;
+    };
+    let url = redis.url();
+    let ca = TestCa::new();
+    let secure = Origin::https(&ca).await;
+    let plain = Origin::http().await;
+    let a = instance(&ca, &url).await;
+    let b = instance(&ca, &url).await;
+    learn(&a, "other.test", &secure, "max-age=3600").await;
+    wait_enforced(&b, "other.test", true, Duration::from_secs(1)).await;
+
+    redis.kill();
+    for proxy in [&a, &b] {
+        eventually("backend_up 0", Duration::from_secs(10), || async {
+            metric(proxy, "strictproxy_hsts_backend_up").await == 0.0
+        })
+        .await;
+    }
+    // Both keep enforcing, and keep learning, with no failed client request.
+    learn(
+        &a,
+        "secure.test",
+        &secure,
+        "max-age=3600; includeSubDomains",
+    )
+    .await;
+    for proxy in [&a, &b] {
+        assert_eq!(plain_get(proxy, "other.test", &plain, "/down").await, 307);
+    }
+    assert_eq!(plain_get(&a, "sub.secure.test", &plain, "/down").await, 307);
+    assert_eq!(plain.count("/down"), 0);
+    assert!(metric(&a, "strictproxy_hsts_backend_queued_writes").await >= 1.0);
+
+    // Redis comes back empty: A replays what it queued, both offer what Redis lost, B
+    // converges and nothing is lost.
+    redis.restart().await;
+    wait_enforced(&b, "sub.secure.test", true, Duration::from_secs(15)).await;
+    assert_eq!(plain_get(&b, "sub.secure.test", &plain, "/back").await, 307);
+    for proxy in [&a, &b] {
+        eventually("backend_up 1", Duration::from_secs(10), || async {
+            metric(proxy, "strictproxy_hsts_backend_up").await == 1.0
+        })
+        .await;
+    }
+    eventually(
+        "both entries back in Redis",
+        Duration::from_secs(5),
+        || async {
+            redis
+                .record("other.test")
+                .await
+                .get("s")
+                .map(String::as_str)
+                == Some("learned")
+                && redis
+                    .record("secure.test")
+                    .await
+                    .get("s")
+                    .map(String::as_str)
+                    == Some("learned")
+        },
+    )
+    .await;
+    assert_eq!(
+        metric(&a, "strictproxy_hsts_backend_queued_writes").await,
+        0.0
+    );
+
+    // A new instance with an empty local file enforces everything A and B learned, from its
+    // first request, and says how many entries it loaded.
+    let c = instance(&ca, &url).await;
+    assert_eq!(
+        c.proxy.fleet.as_ref().unwrap().first_sync(),
+        strictproxy::hsts::fleet::sync::FirstSync::Loaded(2)
+    );
+    assert_eq!(
+        metric(&c, "strictproxy_hsts_backend_loaded_entries").await,
+        2.0
+    );
+    assert_eq!(plain_get(&c, "other.test", &plain, "/cold").await, 307);
+    assert_eq!(
+        plain_get(&c, "deep.sub.secure.test", &plain, "/cold").await,
+        307
+    );
+    assert_eq!(plain.count("/cold"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instance_starts_while_redis_is_down_and_joins_later() {
+    let Some(mut redis) = Redis::start().await else {
+        return;
+    };
+    let url = redis.url();
+    redis.kill();
+    let ca = TestCa::new();
+    let secure = Origin::https(&ca).await;
+    let a = instance(&ca, &url).await;
+    assert_eq!(
+        a.proxy.fleet.as_ref().unwrap().first_sync(),
+        strictproxy::hsts::fleet::sync::FirstSync::Unreachable
+    );
+    learn(&a, "secure.test", &secure, "max-age=3600").await;
+    assert!(enforced(&a, "secure.test").await);
+    redis.restart().await;
+    eventually(
+        "the queued write reaches Redis",
+        Duration::from_secs(15),
+        || async {
+            redis
+                .record("secure.test")
+                .await
+                .get("s")
+                .map(String::as_str)
+                == Some("learned")
+        },
+    )
+    .await;
+    let b = instance(&ca, &url).await;
+    assert!(enforced(&b, "secure.test").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conflicting_headers_learned_at_once_converge_to_the_newest() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let url = redis.url();
+    let ca = TestCa::new();
+    let secure = Origin::https(&ca).await;
+    let a = instance(&ca, &url).await;
+    let b = instance(&ca, &url).await;
+    for round in 0..5 {
+        let (va, vb) = (
+            format!("max-age={}; includeSubDomains", 1000 + round),
+            format!("max-age={}", 2000 + round),
+        );
+        tokio::join!(
+            learn(&a, "secure.test", &secure, &va),
+            learn(&b, "secure.test", &secure, &vb)
+        );
+    }
+    // Whatever won, every copy and Redis end with the same entry.
+    eventually("A, B and Redis agree", Duration::from_secs(2), || async {
+        let record = redis.record("secure.test").await;
+        let (ea, eb) = (
+            status(&a, "secure.test").await["entry"].clone(),
+            status(&b, "secure.test").await["entry"].clone(),
+        );
+        let incl = record.get("i").map(|i| i == "1");
+        ea["include_subdomains"] == eb["include_subdomains"]
+            && ea["source"] == eb["source"]
+            && ea["include_subdomains"].as_bool() == incl
+            && ea["expires_at"]
+                .as_u64()
+                .zip(eb["expires_at"].as_u64())
+                .is_some_and(|(x, y)| x.abs_diff(y) <= 1)
+    })
+    .await;
+    // The newest observation won: a later header on A decides everywhere.
+    learn(&a, "secure.test", &secure, "max-age=500").await;
+    eventually(
+        "B takes A's newest header",
+        Duration::from_secs(1),
+        || async {
+            let e = status(&b, "secure.test").await["entry"].clone();
+            e["include_subdomains"] == false
+                && e["expires_at"].as_u64().unwrap_or(0)
+                    <= strictproxy::hsts::store::now_unix() + 501
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_expired_entry_is_gone_from_redis_and_every_instance() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let url = redis.url();
+    let ca = TestCa::new();
+    let secure = Origin::https(&ca).await;
+    let a = instance(&ca, &url).await;
+    let b = instance(&ca, &url).await;
+    learn(&a, "secure.test", &secure, "max-age=2").await;
+    wait_enforced(&b, "secure.test", true, Duration::from_secs(1)).await;
+    eventually("gone after max-age", Duration::from_secs(6), || async {
+        redis.record("secure.test").await.is_empty()
+            && !enforced(&a, "secure.test").await
+            && !enforced(&b, "secure.test").await
+    })
+    .await;
+}
