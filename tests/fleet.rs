@@ -516,3 +516,145 @@ async fn an_expired_entry_is_gone_from_redis_and_every_instance() {
     })
     .await;
 }
+
+/// The fleet benchmark (bench/fleet.sh runs it in release mode): learn-on-A →
+/// enforce-on-B latency over many hosts, and the local-307 throughput of an instance with
+/// Redis off and one with Redis on, measured in alternating rounds of the same run.
+/// `FLEET_BENCH_HOSTS` (default 1000), `FLEET_BENCH_SECS` per round (default 3),
+/// `FLEET_BENCH_CONNS` client connections (default 32).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: bench/fleet.sh"]
+async fn fleet_benchmark() {
+    let env = |name: &str, default: usize| -> usize {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let hosts = env("FLEET_BENCH_HOSTS", 1000);
+    let secs = env("FLEET_BENCH_SECS", 3) as u64;
+    let conns = env("FLEET_BENCH_CONNS", 32);
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let url = redis.url();
+    let names: Vec<String> = (0..hosts).map(|i| format!("h{i}.bench.test")).collect();
+    let ca = TestCa::with_names(&["*.bench.test"]);
+    let secure = Origin::https(&ca).await;
+    let start = |redis_url: Option<String>| {
+        let names = names.clone();
+        let ca = &ca;
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            let mut o = overrides(dir.path(), Some(ca));
+            o.resolve = names.iter().map(|n| format!("{n}=127.0.0.1")).collect();
+            o.traffic_log = None;
+            o.hsts_redis = redis_url;
+            start_proxy_in(dir, o).await
+        }
+    };
+    let a = start(Some(url.clone())).await;
+    let b = start(Some(url.clone())).await;
+    let off = start(None).await;
+
+    // Latency: one host at a time, learned through A's interception. The clock starts when
+    // A's local copy enforces the host and stops when B's does (neither has a store file, so
+    // each store's change signal is ours to wait on).
+    let client = a.client();
+    let (a_store, b_store) = (a.proxy.shared.hsts.clone(), b.proxy.shared.hsts.clone());
+    let wait_for = |store: std::sync::Arc<dyn strictproxy::hsts::store::HstsStore>,
+                    name: String| async move {
+        let since = Instant::now();
+        while !store.is_enforced(&name) {
+            let _ = tokio::time::timeout(Duration::from_millis(100), store.changed().notified())
+                .await;
+            assert!(since.elapsed() < Duration::from_secs(5), "{name} never learned");
+        }
+        Instant::now()
+    };
+    let mut latencies = Vec::with_capacity(hosts);
+    for name in &names {
+        let request = client
+            .get(format!("https://{name}:{}/sts?v=max-age%3D3600", secure.port()))
+            .send();
+        let request = tokio::spawn(request);
+        let on_a = wait_for(a_store.clone(), name.clone()).await;
+        let on_b = wait_for(b_store.clone(), name.clone()).await;
+        latencies.push(on_b.saturating_duration_since(on_a));
+        assert_eq!(request.await.unwrap().unwrap().status(), 200);
+    }
+    latencies.sort();
+    let pct = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
+    println!(
+        "learn-on-A -> enforce-on-B over {hosts} hosts: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        pct(50).as_secs_f64() * 1e3,
+        pct(99).as_secs_f64() * 1e3,
+        latencies[latencies.len() - 1].as_secs_f64() * 1e3
+    );
+
+    // Throughput: the same entries, manual on the Redis-off instance.
+    for name in &names {
+        off.proxy.shared.hsts.add_manual(name, false, 3600).unwrap();
+    }
+    let mut totals = [(0u64, 0f64); 2];
+    for round in 0..6 {
+        let (which, proxy) = if round % 2 == 0 { (0, &off) } else { (1, &b) };
+        let (count, elapsed) = hammer_307(proxy.addr(), &names, conns, secs).await;
+        totals[which].0 += count;
+        totals[which].1 += elapsed;
+    }
+    let rate = |(count, secs): (u64, f64)| count as f64 / secs;
+    let (off_rate, on_rate) = (rate(totals[0]), rate(totals[1]));
+    println!(
+        "local 307 throughput, {conns} keep-alive connections, 3 x {secs} s each, alternating: Redis off {off_rate:.0} req/s, Redis on {on_rate:.0} req/s ({:+.1} %)",
+        (on_rate / off_rate - 1.0) * 100.0
+    );
+    println!(
+        "remote changes applied on B: {}",
+        metric(&b, "strictproxy_hsts_backend_remote_changes_total").await
+    );
+}
+
+/// Plain-HTTP GETs to enforced hosts over `conns` keep-alive connections for `secs`
+/// seconds; every answer must be the 307. Returns (responses, seconds).
+async fn hammer_307(proxy: SocketAddr, names: &[String], conns: usize, secs: u64) -> (u64, f64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let names = names.to_vec();
+        tasks.push(tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let mut buf = vec![0u8; 4096];
+            let mut count = 0u64;
+            let mut i = c;
+            while Instant::now() < deadline {
+                let name = &names[i % names.len()];
+                i += conns;
+                let request =
+                    format!("GET http://{name}/x HTTP/1.1\r\nHost: {name}\r\n\r\n");
+                stream.write_all(request.as_bytes()).await.unwrap();
+                // The 307 has no body: the head is the whole response.
+                let mut filled = 0;
+                loop {
+                    let n = stream.read(&mut buf[filled..]).await.unwrap();
+                    assert!(n > 0, "connection closed");
+                    filled += n;
+                    if find(&buf[..filled], b"\r\n\r\n").is_some() {
+                        break;
+                    }
+                }
+                assert!(buf.starts_with(b"HTTP/1.1 307"), "not a 307");
+                count += 1;
+            }
+            count
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    (total, started.elapsed().as_secs_f64())
+}
