@@ -21,6 +21,8 @@ const REDIS_SERVER: &str = "/usr/bin/redis-server";
 struct Redis {
     port: u16,
     child: Option<Child>,
+    /// For a TLS-only server: the certificate and key files, and the folder holding them.
+    tls: Option<(String, String, tempfile::TempDir)>,
 }
 
 impl Redis {
@@ -39,21 +41,84 @@ impl Redis {
             .local_addr()
             .unwrap()
             .port();
-        let mut redis = Redis { port, child: None };
+        let mut redis = Redis {
+            port,
+            child: None,
+            tls: None,
+        };
         redis.restart().await;
+        Some(redis)
+    }
+
+    /// Starts one that speaks only TLS, with a certificate for 127.0.0.1 from `ca`.
+    async fn start_tls(ca: &TestCa) -> Option<Redis> {
+        use base64::Engine as _;
+        let pem = |label: &str, der: &[u8]| {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+            let lines: Vec<&str> = b64
+                .as_bytes()
+                .chunks(64)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect();
+            format!(
+                "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+                lines.join("\n")
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("redis.crt");
+        let key = dir.path().join("redis.key");
+        std::fs::write(&cert, pem("CERTIFICATE", &ca.cert_chain[0])).unwrap();
+        std::fs::write(&key, pem("PRIVATE KEY", &ca.key_der)).unwrap();
+        let mut redis = Redis::start_with(Some((
+            cert.display().to_string(),
+            key.display().to_string(),
+            dir,
+        )))
+        .await?;
+        redis.restart().await;
+        Some(redis)
+    }
+
+    async fn start_with(tls: Option<(String, String, tempfile::TempDir)>) -> Option<Redis> {
+        let mut redis = Redis::start().await?;
+        redis.kill();
+        redis.tls = tls;
         Some(redis)
     }
 
     /// (Re)starts the server on the same port, empty, and waits until it answers.
     async fn restart(&mut self) {
-        let child = Command::new(REDIS_SERVER)
-            .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
-            .args(["--port", &self.port.to_string()])
+        let mut command = Command::new(REDIS_SERVER);
+        command.args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"]);
+        match &self.tls {
+            None => command.args(["--port", &self.port.to_string()]),
+            Some((cert, key, _)) => command
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .args(["--tls-cert-file", cert, "--tls-key-file", key])
+                .args(["--tls-auth-clients", "no"]),
+        };
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server starts");
         self.child = Some(child);
+        if self.tls.is_some() {
+            // Ready once the TLS port accepts connections.
+            let port = self.port;
+            eventually(
+                "redis-server listens",
+                Duration::from_secs(10),
+                || async move {
+                    tokio::net::TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .is_ok()
+                },
+            )
+            .await;
+            return;
+        }
         let url = self.url();
         eventually("redis-server answers PING", Duration::from_secs(10), || {
             let url = url.clone();
@@ -446,6 +511,32 @@ async fn an_instance_starts_while_redis_is_down_and_joins_later() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rediss_is_verified_with_the_upstream_ca() {
+    let ca = TestCa::new();
+    let Some(redis) = Redis::start_tls(&ca).await else {
+        return;
+    };
+    let url = format!("rediss://127.0.0.1:{}", redis.port);
+    let secure = Origin::https(&ca).await;
+    // The test CA is an --upstream-ca of these instances: the server verifies.
+    let a = instance(&ca, &url).await;
+    let b = instance(&ca, &url).await;
+    assert_eq!(metric(&a, "strictproxy_hsts_backend_up").await, 1.0);
+    learn(&a, "secure.test", &secure, "max-age=3600").await;
+    wait_enforced(&b, "secure.test", true, Duration::from_secs(1)).await;
+    // Without it, the server's certificate is not trusted: no connection, proxy still up.
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = overrides(dir.path(), None);
+    o.hsts_redis = Some(url.clone());
+    let untrusting = start_proxy_in(dir, o).await;
+    assert_eq!(
+        untrusting.proxy.fleet.as_ref().unwrap().first_sync(),
+        strictproxy::hsts::fleet::sync::FirstSync::Unreachable
+    );
+    assert!(!enforced(&untrusting, "secure.test").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conflicting_headers_learned_at_once_converge_to_the_newest() {
     let Some(redis) = Redis::start().await else {
         return;
@@ -566,16 +657,22 @@ async fn fleet_benchmark() {
                     name: String| async move {
         let since = Instant::now();
         while !store.is_enforced(&name) {
-            let _ = tokio::time::timeout(Duration::from_millis(100), store.changed().notified())
-                .await;
-            assert!(since.elapsed() < Duration::from_secs(5), "{name} never learned");
+            let _ =
+                tokio::time::timeout(Duration::from_millis(100), store.changed().notified()).await;
+            assert!(
+                since.elapsed() < Duration::from_secs(5),
+                "{name} never learned"
+            );
         }
         Instant::now()
     };
     let mut latencies = Vec::with_capacity(hosts);
     for name in &names {
         let request = client
-            .get(format!("https://{name}:{}/sts?v=max-age%3D3600", secure.port()))
+            .get(format!(
+                "https://{name}:{}/sts?v=max-age%3D3600",
+                secure.port()
+            ))
             .send();
         let request = tokio::spawn(request);
         let on_a = wait_for(a_store.clone(), name.clone()).await;
@@ -633,8 +730,7 @@ async fn hammer_307(proxy: SocketAddr, names: &[String], conns: usize, secs: u64
             while Instant::now() < deadline {
                 let name = &names[i % names.len()];
                 i += conns;
-                let request =
-                    format!("GET http://{name}/x HTTP/1.1\r\nHost: {name}\r\n\r\n");
+                let request = format!("GET http://{name}/x HTTP/1.1\r\nHost: {name}\r\n\r\n");
                 stream.write_all(request.as_bytes()).await.unwrap();
                 // The 307 has no body: the head is the whole response.
                 let mut filled = 0;
