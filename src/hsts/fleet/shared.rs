@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use super::queue::{Pushed, Write, WriteQueue};
 use super::script::OpKind;
 use crate::hsts::learn::StsUpdate;
-use crate::hsts::store::{normalize_host, Entry, HstsStore, StoreError};
+use crate::hsts::store::{normalize_host, HstsStore, StoreError, StoredEntry as Entry};
 use crate::metrics::BackendMetrics;
 
 /// A local store whose changes are written through to the shared one.
