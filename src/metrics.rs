@@ -27,6 +27,12 @@ struct Cause {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CulpritCause {
+    culprit: &'static str,
+    cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Source {
     source: &'static str,
 }
@@ -62,6 +68,7 @@ pub struct Metrics {
     internal_redirects: Counter,
     findings: Family<Kind, Counter>,
     upstream_errors: Family<Cause, Counter>,
+    forward_errors: Family<CulpritCause, Counter>,
     tls_handshakes: Family<Outcome, Counter>,
     hsts_entries: Family<Source, Gauge>,
     leaf_cache_hits: Counter,
@@ -98,6 +105,12 @@ impl Metrics {
             "upstream_errors",
             "Upstream failures, by cause",
             upstream_errors.clone(),
+        );
+        let forward_errors = Family::<CulpritCause, Counter>::default();
+        registry.register(
+            "forward_errors",
+            "Forwarded requests that failed, by who failed (client, upstream, proxy) and cause",
+            forward_errors.clone(),
         );
         let tls_handshakes = Family::<Outcome, Counter>::default();
         registry.register(
@@ -149,6 +162,7 @@ impl Metrics {
             internal_redirects,
             findings,
             upstream_errors,
+            forward_errors,
             tls_handshakes,
             hsts_entries,
             leaf_cache_hits,
@@ -178,6 +192,13 @@ impl Metrics {
 
     pub fn upstream_error(&self, cause: &'static str) {
         self.upstream_errors.get_or_create(&Cause { cause }).inc();
+    }
+
+    /// A forwarded request that failed; `culprit` is `client`, `upstream` or `proxy`.
+    pub fn forward_error(&self, culprit: &'static str, cause: &'static str) {
+        self.forward_errors
+            .get_or_create(&CulpritCause { culprit, cause })
+            .inc();
     }
 
     pub fn tls_handshake(&self, outcome: &'static str) {
