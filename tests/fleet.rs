@@ -386,6 +386,127 @@ async fn learned_deleted_forgotten_and_manual_entries_reach_every_instance() {
     assert!(outside.is_err(), "NOPERM expected outside the prefix");
 }
 
+/// The Lua script's rules, one row per sequence of writes on one key, against a real Redis.
+#[tokio::test]
+async fn the_script_applies_the_store_rules_atomically() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let mut conn = redis.conn().await;
+    let script = strictproxy::hsts::fleet::script::apply_script();
+    // (op, includeSubDomains, max_age s, observed this many ms ago)
+    type Write = (&'static str, bool, u64, u64);
+    let rows: &[(&str, &[Write], Option<(&str, &str)>)] = &[
+        // RFC 6797 §8.1.1: a newer observation replaces the entry ...
+        (
+            "newer learned wins",
+            &[("learned", false, 60, 5000), ("learned", true, 60, 0)],
+            Some(("learned", "1")),
+        ),
+        // ... and an older one, arriving late (a queue replayed), never does.
+        (
+            "older learned loses",
+            &[("learned", false, 60, 0), ("learned", true, 60, 5000)],
+            Some(("learned", "0")),
+        ),
+        // The operator's entry outranks a site's header, whenever it was seen.
+        (
+            "manual replaces learned",
+            &[("learned", true, 60, 0), ("manual", false, 60, 5000)],
+            Some(("manual", "0")),
+        ),
+        (
+            "learned never replaces manual",
+            &[("manual", false, 60, 5000), ("learned", true, 60, 0)],
+            Some(("manual", "0")),
+        ),
+        (
+            "older manual loses",
+            &[("manual", false, 60, 0), ("manual", true, 60, 5000)],
+            Some(("manual", "0")),
+        ),
+        // §6.1.1 max-age=0 forgets a learned entry only.
+        (
+            "forget removes learned",
+            &[("learned", true, 60, 1000), ("forget", false, 0, 0)],
+            Some(("deleted", "0")),
+        ),
+        (
+            "forget spares manual",
+            &[("manual", true, 60, 1000), ("forget", false, 0, 0)],
+            Some(("manual", "1")),
+        ),
+        // A deletion leaves a tombstone: an older write cannot resurrect the entry ...
+        (
+            "tombstone blocks older",
+            &[("delete", false, 0, 0), ("learned", true, 60, 5000)],
+            Some(("deleted", "0")),
+        ),
+        // ... a newer observation can.
+        (
+            "newer after delete",
+            &[("delete", false, 0, 5000), ("learned", true, 60, 0)],
+            Some(("learned", "1")),
+        ),
+        (
+            "older delete loses",
+            &[("learned", true, 60, 0), ("delete", false, 0, 5000)],
+            Some(("learned", "1")),
+        ),
+        // A seed from a local copy fills only an empty key.
+        (
+            "seed fills a gap",
+            &[("seed-manual", true, 60, 0)],
+            Some(("manual", "1")),
+        ),
+        (
+            "seed never overwrites",
+            &[("learned", false, 60, 5000), ("seed-learned", true, 60, 0)],
+            Some(("learned", "0")),
+        ),
+        (
+            "seed never resurrects",
+            &[("delete", false, 0, 0), ("seed-learned", true, 60, 0)],
+            Some(("deleted", "0")),
+        ),
+        // A write whose max-age ran out while queued writes nothing.
+        ("expired in the queue", &[("learned", true, 1, 2000)], None),
+    ];
+    for (i, (name, writes, expected)) in rows.iter().enumerate() {
+        let domain = format!("row{i}.test");
+        let key = format!("strictproxy:hsts:{domain}");
+        for &(op, incl, max_age, age_ms) in writes.iter() {
+            let _: redis::Value = script
+                .key(&key)
+                .key("strictproxy:hsts::stream")
+                .arg(op)
+                .arg(if incl { "1" } else { "0" })
+                .arg(max_age)
+                .arg(age_ms)
+                .arg("test")
+                .arg(600_000)
+                .arg(1000)
+                .arg(&domain)
+                .invoke_async(&mut conn)
+                .await
+                .unwrap();
+        }
+        let record = redis.record(&domain).await;
+        let got = record
+            .get("s")
+            .map(|s| (s.as_str(), record.get("i").map_or("", String::as_str)));
+        assert_eq!(got, *expected, "{name}");
+        if expected.is_some() {
+            let pttl: i64 = redis::cmd("PTTL")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(pttl > 0, "{name}: every key has a TTL");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_down_is_not_an_outage_and_a_cold_instance_gets_everything() {
     let Some(mut redis) = Redis::start().await else {
