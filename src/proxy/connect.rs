@@ -76,6 +76,8 @@ pub async fn handle(
             }
             Err(err) => {
                 shared.metrics.upstream_error(err.cause());
+                let culprit = crate::proxy::errors::culprit_of(&err);
+                shared.metrics.forward_error(culprit.as_str(), err.cause());
                 finish_now(&shared, exchange, respond::upstream_unavailable(&err))
             }
         };
