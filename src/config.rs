@@ -77,7 +77,15 @@ pub struct FileConfig {
     pub leaf_cache_size: Option<usize>,
     pub max_header_bytes: Option<usize>,
     pub max_uri_bytes: Option<usize>,
+    pub hsts_exempt: Option<Vec<String>>,
+    pub max_learned_entries: Option<usize>,
+    pub max_learned_per_site: Option<usize>,
     pub response_timeout_secs: Option<u64>,
+    pub allow_private_destinations: Option<Vec<String>>,
+    pub hsts_redis: Option<String>,
+    pub hsts_redis_prefix: Option<String>,
+    pub console_history: Option<usize>,
+    pub redact_credentials: Option<bool>,
 }
 
 /// The validated settings the proxy runs with.
@@ -129,9 +137,32 @@ pub struct Config {
     pub max_header_bytes: usize,
     /// Longest request target accepted, in bytes; past it the answer is `414`.
     pub max_uri_bytes: usize,
+    /// Hosts never upgraded to HTTPS (`--hsts-exempt`, repeatable; `host` or `*.domain`): the
+    /// operator's explicit exemption for an http-only lab or device, and the only way to
+    /// exempt a host. The banner lists them.
+    pub hsts_exempt: Vec<String>,
+    /// Learned HSTS entries kept in all; past it a site's least recently observed go first.
+    pub max_learned_entries: usize,
+    /// Learned HSTS entries kept per registrable domain (eTLD+1), so that one site learning
+    /// an entry per random subdomain cannot flush every other site's entries.
+    pub max_learned_per_site: usize,
     /// Time allowed between a request sent upstream and the response head; past it `504`
     /// (like nginx's `proxy_read_timeout`).
     pub response_timeout: Duration,
+    /// Private destinations (CIDRs) that clients not on loopback may reach anyway
+    /// (`--allow-private-destination`, repeatable); loopback, unspecified and link-local
+    /// answers are otherwise refused to them.
+    pub allow_private_destinations: Vec<ipnet::IpNet>,
+    /// Redis (or Valkey) URL of the HSTS store shared by a fleet of proxies (`--hsts-redis`,
+    /// `redis://[user:password@]host:port/db` or `rediss://`); none: this instance alone.
+    pub hsts_redis: Option<String>,
+    /// Prefix of the HSTS keys in Redis, one key per domain under it.
+    pub hsts_redis_prefix: String,
+    /// Exchanges the web console keeps in memory (the newest ones).
+    pub console_history: usize,
+    /// Replace the values of `Authorization`, `Proxy-Authorization`, `Cookie` and `Set-Cookie`
+    /// by `"[redacted]"` in the traffic log, the console and the HAR.
+    pub redact_credentials: bool,
 }
 
 /// Values given on the command line; each one, when present, wins over the file.
@@ -150,8 +181,16 @@ pub struct Overrides {
     pub auth: Option<String>,
     pub allow_open: bool,
     pub log_format: Option<String>,
+    pub hsts_exempt: Vec<String>,
+    pub allow_private_destinations: Vec<String>,
+    pub hsts_redis: Option<String>,
     // Keys without a flag, settable here for embedders and tests.
+    pub max_learned_entries: Option<usize>,
+    pub max_learned_per_site: Option<usize>,
     pub response_timeout_secs: Option<u64>,
+    pub hsts_redis_prefix: Option<String>,
+    pub console_history: Option<usize>,
+    pub redact_credentials: Option<bool>,
 }
 
 impl Config {
@@ -275,6 +314,41 @@ impl Config {
             }
         };
 
+        let hsts_exempt = list(&cli.hsts_exempt, &file.hsts_exempt, &defaults.hsts_exempt);
+        for pattern in &hsts_exempt {
+            validate_exempt(pattern)?;
+        }
+
+        let mut allow_private_destinations = Vec::new();
+        for item in list(
+            &cli.allow_private_destinations,
+            &file.allow_private_destinations,
+            &defaults.allow_private_destinations,
+        ) {
+            allow_private_destinations.push(parse_cidr(&item)?);
+        }
+
+        let hsts_redis = cli
+            .hsts_redis
+            .clone()
+            .or(pick!(hsts_redis))
+            .filter(|s| !s.is_empty());
+        if let Some(url) = &hsts_redis {
+            validate_redis_url(url)?;
+        }
+        let hsts_redis_prefix = cli
+            .hsts_redis_prefix
+            .clone()
+            .or(pick!(hsts_redis_prefix))
+            .unwrap_or_else(|| "strictproxy:hsts:".to_string());
+        if hsts_redis_prefix.is_empty() {
+            // An empty prefix would make the fleet scan and own the whole database.
+            return Err(ConfigError::Invalid {
+                key: "hsts_redis_prefix",
+                message: "must not be empty (for example \"strictproxy:hsts:\")".to_string(),
+            });
+        }
+
         let config = Config {
             listen,
             admin,
@@ -318,11 +392,34 @@ impl Config {
             leaf_cache_size: positive("leaf_cache_size", pick!(leaf_cache_size), 1024)?,
             max_header_bytes: positive("max_header_bytes", pick!(max_header_bytes), 64 * 1024)?,
             max_uri_bytes: positive("max_uri_bytes", pick!(max_uri_bytes), 16 * 1024)?,
+            hsts_exempt,
+            max_learned_entries: positive(
+                "max_learned_entries",
+                cli.max_learned_entries.or(pick!(max_learned_entries)),
+                100_000,
+            )?,
+            max_learned_per_site: positive(
+                "max_learned_per_site",
+                cli.max_learned_per_site.or(pick!(max_learned_per_site)),
+                1_000,
+            )?,
             response_timeout: secs(
                 "response_timeout_secs",
                 cli.response_timeout_secs.or(pick!(response_timeout_secs)),
                 60,
             )?,
+            allow_private_destinations,
+            hsts_redis,
+            hsts_redis_prefix,
+            console_history: positive(
+                "console_history",
+                cli.console_history.or(pick!(console_history)),
+                1_000,
+            )?,
+            redact_credentials: cli
+                .redact_credentials
+                .or(pick!(redact_credentials))
+                .unwrap_or(true),
         };
         config.check_exposure()?;
         Ok(config)
@@ -420,6 +517,85 @@ fn validate_passthrough(pattern: &str) -> Result<(), ConfigError> {
                 "`{pattern}` is not a host name or `*.domain` pattern (for example bank.example or *.example.com)"
             ),
         })
+    }
+}
+
+/// An HSTS exemption: an exact host or `*.domain`, no port (HSTS has none, RFC 6797 §8.3).
+fn validate_exempt(pattern: &str) -> Result<(), ConfigError> {
+    let body = pattern.strip_prefix("*.").unwrap_or(pattern);
+    let valid = !body.is_empty()
+        && !body.starts_with('.')
+        && !body.contains('*')
+        && body
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '.' || c == '-' || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            key: "hsts_exempt",
+            message: format!(
+                "`{pattern}` is not a host name or `*.domain` pattern (for example printer.lab.test or *.lab.test)"
+            ),
+        })
+    }
+}
+
+/// A CIDR such as `10.0.0.0/8` or `fd00::/8`; a bare address means that address alone.
+fn parse_cidr(text: &str) -> Result<ipnet::IpNet, ConfigError> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| ConfigError::Invalid {
+            key: "allow_private_destinations",
+            message: format!(
+                "`{text}` is not a CIDR (for example 10.0.0.0/8, 192.168.1.20/32 or fd00::/8)"
+            ),
+        })
+}
+
+/// `redis://[user:password@]host[:port][/db]` or `rediss://` (TLS). The message never
+/// repeats the password.
+fn validate_redis_url(text: &str) -> Result<(), ConfigError> {
+    let invalid = |why: &str| ConfigError::Invalid {
+        key: "hsts_redis",
+        message: format!(
+            "`{}` {why}; expected redis://[user:password@]host:port/db or rediss://…",
+            mask_url_password(text)
+        ),
+    };
+    let url = url::Url::parse(text).map_err(|_| invalid("is not a URL"))?;
+    if url.scheme() != "redis" && url.scheme() != "rediss" {
+        return Err(invalid("is neither redis:// nor rediss://"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("names no host"));
+    }
+    let db = url.path().trim_start_matches('/');
+    if !db.is_empty() && db.parse::<u32>().is_err() {
+        return Err(invalid("has a database that is not a number"));
+    }
+    Ok(())
+}
+
+/// `url` with its password (if any) replaced by `***`, for banners, logs and error
+/// messages: `redis://user:secret@h:6379/0` → `redis://user:***@h:6379/0`. Text that is not
+/// a URL is returned with anything between `://` and the last `@` masked.
+pub fn mask_url_password(url: &str) -> String {
+    if let Ok(mut parsed) = url::Url::parse(url) {
+        if parsed.password().is_some() && parsed.set_password(Some("***")).is_ok() {
+            return parsed.to_string();
+        }
+        if parsed.password().is_none() {
+            return url.to_string();
+        }
+    }
+    // Not parseable: mask the whole userinfo rather than guess where the password is.
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end + 3 => {
+            format!("{}***{}", &url[..scheme_end + 3], &url[at..])
+        }
+        _ => url.to_string(),
     }
 }
 
@@ -550,6 +726,127 @@ mod tests {
         for (overrides, key) in cases {
             let err = with(overrides).unwrap_err().to_string();
             assert!(err.contains(&format!("`{key}`")), "{err}");
+        }
+    }
+
+    #[test]
+    fn new_keys_have_their_contract_defaults() {
+        let config = Config::defaults().unwrap();
+        assert!(config.hsts_exempt.is_empty());
+        assert_eq!(config.max_learned_entries, 100_000);
+        assert_eq!(config.max_learned_per_site, 1_000);
+        assert_eq!(config.response_timeout, Duration::from_secs(60));
+        assert!(config.allow_private_destinations.is_empty());
+        assert_eq!(config.hsts_redis, None);
+        assert_eq!(config.hsts_redis_prefix, "strictproxy:hsts:");
+        assert_eq!(config.console_history, 1_000);
+        assert!(config.redact_credentials);
+    }
+
+    #[test]
+    fn new_keys_from_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "hsts_exempt = [\"printer.lab.test\", \"*.iot.test\"]\n\
+             max_learned_entries = 50\nmax_learned_per_site = 5\nresponse_timeout_secs = 7\n\
+             allow_private_destinations = [\"10.0.0.0/8\", \"fd00::/8\", \"192.168.1.20\"]\n\
+             hsts_redis = \"redis://u:p@127.0.0.1:6379/2\"\nhsts_redis_prefix = \"t:\"\n\
+             console_history = 10\nredact_credentials = false\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!(config.hsts_exempt, ["printer.lab.test", "*.iot.test"]);
+        assert_eq!(config.max_learned_entries, 50);
+        assert_eq!(config.max_learned_per_site, 5);
+        assert_eq!(config.response_timeout, Duration::from_secs(7));
+        let nets: Vec<String> = config
+            .allow_private_destinations
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(nets, ["10.0.0.0/8", "fd00::/8", "192.168.1.20/32"]);
+        assert_eq!(
+            config.hsts_redis.as_deref(),
+            Some("redis://u:p@127.0.0.1:6379/2")
+        );
+        assert_eq!(config.hsts_redis_prefix, "t:");
+        assert_eq!(config.console_history, 10);
+        assert!(!config.redact_credentials);
+
+        // Flags replace the file's lists and values.
+        let overrides = Overrides {
+            hsts_exempt: vec!["a.test".into()],
+            allow_private_destinations: vec!["172.16.0.0/12".into()],
+            hsts_redis: Some("rediss://127.0.0.1:6380".into()),
+            ..Default::default()
+        };
+        let both = Config::load(Some(&path), &overrides).unwrap();
+        assert_eq!(both.hsts_exempt, ["a.test"]);
+        assert_eq!(both.allow_private_destinations.len(), 1);
+        assert_eq!(both.hsts_redis.as_deref(), Some("rediss://127.0.0.1:6380"));
+    }
+
+    #[test]
+    fn new_keys_bad_values_name_the_key() {
+        let cases: Vec<(&str, &str)> = vec![
+            ("hsts_exempt = [\"*\"]", "hsts_exempt"),
+            ("hsts_exempt = [\"a.test:80\"]", "hsts_exempt"),
+            ("hsts_exempt = [\"*.*.test\"]", "hsts_exempt"),
+            ("hsts_exempt = [\"\"]", "hsts_exempt"),
+            ("max_learned_entries = 0", "max_learned_entries"),
+            ("max_learned_per_site = 0", "max_learned_per_site"),
+            ("response_timeout_secs = 0", "response_timeout_secs"),
+            (
+                "allow_private_destinations = [\"10.0.0.0/33\"]",
+                "allow_private_destinations",
+            ),
+            (
+                "allow_private_destinations = [\"lan\"]",
+                "allow_private_destinations",
+            ),
+            ("hsts_redis = \"http://127.0.0.1:6379\"", "hsts_redis"),
+            ("hsts_redis = \"redis://127.0.0.1:6379/zero\"", "hsts_redis"),
+            ("hsts_redis = \"not a url\"", "hsts_redis"),
+            ("hsts_redis_prefix = \"\"", "hsts_redis_prefix"),
+            ("console_history = 0", "console_history"),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        for (toml, key) in cases {
+            std::fs::write(&path, toml).unwrap();
+            let err = Config::load(Some(&path), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("`{key}`")), "{toml}: {err}");
+        }
+    }
+
+    #[test]
+    fn redis_errors_never_repeat_the_password() {
+        let overrides = Overrides {
+            hsts_redis: Some("http://user:hunter2@127.0.0.1:6379".into()),
+            ..Default::default()
+        };
+        let err = with(overrides).unwrap_err().to_string();
+        assert!(err.contains("`hsts_redis`"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn url_passwords_are_masked() {
+        // (url, shown)
+        let rows = [
+            ("redis://user:secret@h:6379/0", "redis://user:***@h:6379/0"),
+            ("rediss://:secret@h:6380", "rediss://:***@h:6380"),
+            ("redis://h:6379/0", "redis://h:6379/0"),
+            ("redis://user@h:6379", "redis://user@h:6379"),
+            // Not a URL the parser accepts: the whole userinfo goes.
+            ("redis://us er:sec ret@h:x", "redis://***@h:x"),
+        ];
+        for (url, shown) in rows {
+            assert_eq!(mask_url_password(url), shown, "{url}");
         }
     }
 

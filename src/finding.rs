@@ -75,6 +75,17 @@ impl Finding {
             detail: detail.into(),
         }
     }
+
+    /// One readable console line: the kind, then the sentence that says what to fix. Control
+    /// characters are replaced so that a finding can never forge extra log lines.
+    pub fn console_line(&self) -> String {
+        let detail: String = self
+            .detail
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        format!("{}: {}", self.kind, detail)
+    }
 }
 
 #[cfg(test)]
@@ -87,5 +98,11 @@ mod tests {
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(json, format!("\"{}\"", kind.as_str()));
         }
+    }
+
+    #[test]
+    fn console_line_is_one_line() {
+        let f = Finding::new(FindingKind::MethodChangeRisk, "a\nb\r\nc");
+        assert_eq!(f.console_line(), "method_change_risk: a b  c");
     }
 }

@@ -12,10 +12,13 @@
 pub mod admin;
 pub mod ca;
 pub mod config;
+pub mod feed;
 pub mod finding;
 pub mod hsts;
+pub mod install_guide;
 pub mod lab;
 pub mod metrics;
+pub mod private_file;
 pub mod proxy;
 pub mod redirect;
 pub mod report;

@@ -68,6 +68,15 @@ struct Flags {
     /// Console log format [default: text]
     #[arg(long, global = true, value_name = "text|json")]
     log_format: Option<String>,
+    /// Never upgrade HOST (or *.DOMAIN) to HTTPS: an http-only lab or device (repeatable)
+    #[arg(long, global = true, value_name = "PATTERN")]
+    hsts_exempt: Vec<String>,
+    /// Let clients not on loopback reach this private CIDR anyway (repeatable)
+    #[arg(long, global = true, value_name = "CIDR")]
+    allow_private_destination: Vec<String>,
+    /// Share the HSTS store with a fleet through Redis: redis://[user:pass@]host:port/db
+    #[arg(long, global = true, value_name = "URL")]
+    hsts_redis: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -145,6 +154,9 @@ fn overrides(flags: &Flags) -> Overrides {
         auth: flags.auth.clone(),
         allow_open: flags.allow_open,
         log_format: flags.log_format.clone(),
+        hsts_exempt: flags.hsts_exempt.clone(),
+        allow_private_destinations: flags.allow_private_destination.clone(),
+        hsts_redis: flags.hsts_redis.clone(),
         ..Overrides::default()
     }
 }
@@ -275,7 +287,7 @@ fn hsts_command(config: &Config, action: HstsAction) -> Result<ExitCode> {
     let Some(path) = &config.hsts_store else {
         bail!("the hsts subcommands work on a store file: pass --hsts-store FILE (or set hsts_store in the config)");
     };
-    let store = strictproxy::proxy::load_hsts(config)?;
+    let store = strictproxy::hsts::load::load_hsts(config)?;
     let domain_of = |raw: &str| -> Result<String> {
         normalize_host(raw)
             .map(|h| h.into_owned())

@@ -132,6 +132,65 @@ pub struct TrafficRecord {
     /// otherwise. The report reads it to tell which hosts are ready for the preload list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sts: Option<String>,
+    /// Increasing per process, the same in the log, the console and `GET /exchanges`; 0 in
+    /// logs written before it existed.
+    #[serde(default)]
+    pub id: u64,
+    /// The client's protocol, as HAR writes it (`HTTP/1.1`, `HTTP/2`); omitted when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_version: Option<String>,
+    /// The upstream address actually connected to; omitted when none was (a local answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_ip: Option<String>,
+    /// The request's fields as the client sent them, `[name, value]` in wire order, credentials
+    /// redacted (see [`header_pairs`]).
+    #[serde(default)]
+    pub request_headers: Vec<(String, String)>,
+    /// The response's fields as sent to the client, likewise.
+    #[serde(default)]
+    pub response_headers: Vec<(String, String)>,
+}
+
+/// What a redacted value is replaced with.
+pub const REDACTED: &str = "[redacted]";
+
+/// The fields whose values are credentials: never written out unless the operator opts out
+/// (config `redact_credentials = false`). HAR exporters (Chrome DevTools "sanitized HAR") mask
+/// the same four.
+pub const CREDENTIAL_FIELDS: [http::HeaderName; 4] = [
+    http::header::AUTHORIZATION,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::COOKIE,
+    http::header::SET_COOKIE,
+];
+
+/// A header map as `[name, value]` pairs in wire order (`HeaderMap` keeps insertion order per
+/// name and across names as received), credential values replaced by [`REDACTED`] when
+/// `redact`. Values that are not UTF-8 are kept lossily: a record is for reading.
+pub fn header_pairs(headers: &http::HeaderMap, redact: bool) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let value = if redact && CREDENTIAL_FIELDS.contains(name) {
+                REDACTED.to_owned()
+            } else {
+                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            };
+            (name.as_str().to_owned(), value)
+        })
+        .collect()
+}
+
+/// The HAR spelling of an HTTP version.
+pub fn version_name(version: http::Version) -> Option<&'static str> {
+    match version {
+        http::Version::HTTP_09 => Some("HTTP/0.9"),
+        http::Version::HTTP_10 => Some("HTTP/1.0"),
+        http::Version::HTTP_11 => Some("HTTP/1.1"),
+        http::Version::HTTP_2 => Some("HTTP/2"),
+        http::Version::HTTP_3 => Some("HTTP/3"),
+        _ => None,
+    }
 }
 
 impl TrafficRecord {
@@ -181,7 +240,7 @@ mod rfc3339_millis {
 }
 
 enum Command {
-    Record(Box<TrafficRecord>),
+    Record(Arc<TrafficRecord>),
     Reopen,
     Flush(oneshot::Sender<()>),
 }
@@ -228,14 +287,14 @@ impl TrafficLog {
 
     /// Queues one record. Never blocks and never fails visibly: when the writer is too far
     /// behind the record is dropped and counted (and the count reported by the writer).
-    pub fn record(&self, rec: TrafficRecord) {
+    pub fn record(&self, rec: impl Into<Arc<TrafficRecord>>) {
         let shared = &self.shared;
         if shared.queued.fetch_add(1, Ordering::AcqRel) >= shared.max_queued {
             shared.queued.fetch_sub(1, Ordering::AcqRel);
             shared.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        if self.tx.send(Command::Record(Box::new(rec))).is_err() {
+        if self.tx.send(Command::Record(rec.into())).is_err() {
             // The writer is gone (runtime shutting down): nothing left to do.
             shared.queued.fetch_sub(1, Ordering::AcqRel);
         }
@@ -262,11 +321,41 @@ impl TrafficLog {
     }
 }
 
+/// Opens for appending; a new file is created 0600 whatever the umask (issue 11 item 6: the log
+/// holds full URLs and tokens in query strings), and an existing one that others may read gets
+/// one warning, since its mode is the operator's to change.
 fn open_append_std(path: &Path) -> io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
+    let file = private_append_options().open(path)?;
+    warn_if_readable_by_others(path, &file);
+    Ok(file)
+}
+
+fn private_append_options() -> std::fs::OpenOptions {
+    let mut options = std::fs::OpenOptions::new();
+    options.append(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
+fn warn_if_readable_by_others(path: &Path, file: &std::fs::File) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = file.metadata() {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    "traffic log {} is readable by other users (mode {mode:o}); it holds full \
+                     URLs and maybe tokens: chmod 600 it",
+                    path.display()
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, file);
 }
 
 /// The background writer: owns the file, and the state of its failures.
@@ -452,9 +541,7 @@ impl Writer {
     }
 
     async fn open_path(&self) -> io::Result<File> {
-        tokio::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
+        tokio::fs::OpenOptions::from(private_append_options())
             .open(&self.path)
             .await
     }
@@ -504,6 +591,11 @@ mod tests {
             findings: vec![],
             rewritten_from: None,
             sts: None,
+            id: 0,
+            http_version: None,
+            server_ip: None,
+            request_headers: vec![],
+            response_headers: vec![],
         }
     }
 
@@ -528,7 +620,7 @@ mod tests {
         let line = serde_json::to_string(&r).unwrap();
         assert_eq!(
             line,
-            r#"{"ts":"2024-05-01T10:00:00.123Z","client":"127.0.0.1:50000","method":"POST","url":"https://shop.test/login","status":307,"duration_ms":12.346,"request_bytes":42,"response_bytes":10,"action":"forwarded","findings":[{"kind":"method_change_risk","detail":"use 303"}],"rewritten_from":302}"#
+            r#"{"ts":"2024-05-01T10:00:00.123Z","client":"127.0.0.1:50000","method":"POST","url":"https://shop.test/login","status":307,"duration_ms":12.346,"request_bytes":42,"response_bytes":10,"action":"forwarded","findings":[{"kind":"method_change_risk","detail":"use 303"}],"rewritten_from":302,"id":0,"request_headers":[],"response_headers":[]}"#
         );
         let back: TrafficRecord = serde_json::from_str(&line).unwrap();
         assert_eq!(back.ts, datetime!(2024-05-01 10:00:00.123 UTC));
@@ -543,6 +635,86 @@ mod tests {
         assert_eq!(v["sts"], "max-age=60");
         assert_eq!(v["findings"], serde_json::json!([]));
         assert_eq!(v["action"], "hsts_internal_redirect");
+    }
+
+    #[test]
+    fn new_fields_are_written_and_old_lines_still_parse() {
+        let mut r = rec("https://a.test/");
+        r.id = 7;
+        r.http_version = Some("HTTP/2".into());
+        r.server_ip = Some("127.0.0.1".into());
+        r.request_headers = vec![("host".into(), "a.test".into())];
+        r.response_headers = vec![("set-cookie".into(), REDACTED.into())];
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["id"], 7);
+        assert_eq!(v["http_version"], "HTTP/2");
+        assert_eq!(v["server_ip"], "127.0.0.1");
+        assert_eq!(
+            v["request_headers"],
+            serde_json::json!([["host", "a.test"]])
+        );
+        assert_eq!(
+            v["response_headers"],
+            serde_json::json!([["set-cookie", "[redacted]"]])
+        );
+        // A line from before these fields existed.
+        let old = r#"{"ts":"2024-05-01T10:00:00.123Z","client":"127.0.0.1:1","method":"GET","url":"http://a.test/","status":200,"duration_ms":1.0,"request_bytes":0,"response_bytes":0,"action":"forwarded","findings":[]}"#;
+        let back: TrafficRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(back.id, 0);
+        assert!(back.request_headers.is_empty() && back.http_version.is_none());
+    }
+
+    #[test]
+    fn header_pairs_keep_wire_order_and_redact_credentials() {
+        use http::header::{HeaderMap, HeaderValue};
+        let mut h = HeaderMap::new();
+        h.append("host", HeaderValue::from_static("a.test"));
+        h.append("authorization", HeaderValue::from_static("Bearer s3cret"));
+        h.append("x-one", HeaderValue::from_static("1"));
+        h.append("cookie", HeaderValue::from_static("sid=abc"));
+        h.append("set-cookie", HeaderValue::from_static("a=1"));
+        h.append("set-cookie", HeaderValue::from_static("b=2"));
+        h.append(
+            "proxy-authorization",
+            HeaderValue::from_static("Basic eA=="),
+        );
+        h.append("x-bytes", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        let pairs = |redact| -> Vec<(String, String)> { header_pairs(&h, redact) };
+        let p = |n: &str, v: &str| (n.to_owned(), v.to_owned());
+        // One row per field: the four credential fields are masked, others kept verbatim.
+        assert_eq!(
+            pairs(true),
+            vec![
+                p("host", "a.test"),
+                p("authorization", REDACTED),
+                p("x-one", "1"),
+                p("cookie", REDACTED),
+                p("set-cookie", REDACTED),
+                p("set-cookie", REDACTED),
+                p("proxy-authorization", REDACTED),
+                p("x-bytes", "caf\u{fffd}"),
+            ]
+        );
+        // redact_credentials = false: the operator's explicit choice.
+        assert_eq!(pairs(false)[1], p("authorization", "Bearer s3cret"));
+        assert_eq!(pairs(false)[5], p("set-cookie", "b=2"));
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[tokio::test]
+    async fn the_file_is_private_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        // SAFETY: umask only changes this process's file-creation mask.
+        let old = unsafe { libc::umask(0o022) };
+        let log = TrafficLog::open(&path);
+        unsafe { libc::umask(old) };
+        let log = log.unwrap();
+        log.record(rec("https://a.test/"));
+        log.flush().await;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 
     #[test]

@@ -357,7 +357,7 @@ fn the_hsts_store_survives_kill_9_during_a_flood_of_learns() {
         let listed: serde_json::Value = serde_json::from_str(
             http(
                 admin,
-                "GET /hsts HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
+                &format!("GET /hsts HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"),
             )
             .unwrap()
             .split_once("\r\n\r\n")
@@ -405,7 +405,7 @@ fn the_hsts_store_survives_kill_9_during_a_flood_of_learns() {
                         let domain = format!("r{round}-w{w}-{i}.flood.test");
                         let body = r#"{"include_subdomains": false, "max_age": 86400}"#;
                         let request = format!(
-                            "PUT /hsts/{domain} HTTP/1.1\r\nHost: admin\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            "PUT /hsts/{domain} HTTP/1.1\r\nHost: {admin}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                             body.len()
                         );
                         match http(admin, &request) {
@@ -469,10 +469,11 @@ fn the_hsts_store_survives_kill_9_during_a_flood_of_learns() {
     }
     // A last start serves the final file.
     let proxy = spawn(dir.path(), &args);
+    let admin = proxy.admin.unwrap();
     let response = http(
-        proxy.admin.unwrap(),
+        admin,
         &format!(
-            "GET /hsts/{} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
+            "GET /hsts/{} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n",
             known.last().unwrap()
         ),
     )
@@ -650,7 +651,7 @@ async fn sigterm_drains_a_plain_request_in_flight_then_flushes_the_store_and_the
             let response = http(
                 admin,
                 &format!(
-                    "PUT /hsts/last.test HTTP/1.1\r\nHost: admin\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "PUT /hsts/last.test HTTP/1.1\r\nHost: {admin}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 ),
             )

@@ -191,6 +191,29 @@ async fn invalid_sts_is_a_finding_and_teaches_nothing() {
     assert_eq!(records[0]["findings"][0]["kind"], "sts_invalid");
 }
 
+/// Issue 11 item 7: a repeated unknown directive is accepted, as Chromium and Firefox do;
+/// only a repeated max-age or includeSubDomains voids the field.
+#[tokio::test]
+async fn a_repeated_unknown_directive_is_learned_like_the_browsers_do() {
+    let ca = TestCa::new();
+    let secure = Origin::https(&ca).await;
+    let plain = Origin::http().await;
+    let proxy = start_proxy(Some(&ca), |_| {}).await;
+    learn(
+        &proxy,
+        "secure.test",
+        &secure,
+        "preload; includeSubDomains; preload; max-age=12345678; preload",
+    )
+    .await;
+    let response = proxy
+        .get(format!("http://sub.secure.test:{}/", plain.port()))
+        .await;
+    assert_eq!(response.status(), 307);
+    let records = proxy.records().await;
+    assert_eq!(records[0]["findings"].as_array().unwrap().len(), 0);
+}
+
 #[tokio::test]
 async fn an_untrusted_origin_teaches_nothing() {
     let ca = TestCa::new();
@@ -217,6 +240,7 @@ async fn ip_literals_are_never_upgraded() {
     let admin = admin_proxy.proxy.admin_addr.unwrap();
     let put = reqwest::Client::new()
         .put(format!("http://{admin}/hsts/127.0.0.1"))
+        .header("content-type", "application/json")
         .body(r#"{"include_subdomains":false,"max_age":3600}"#)
         .send()
         .await
@@ -275,6 +299,7 @@ async fn admin_api_round_trip() {
 
     let put = http
         .put(format!("{admin}/hsts/Manual.Test"))
+        .header("content-type", "application/json")
         .body(r#"{"include_subdomains": true, "max_age": 600}"#)
         .send()
         .await
@@ -340,6 +365,7 @@ async fn admin_api_round_trip() {
 
     let bad = http
         .put(format!("{admin}/hsts/x.test"))
+        .header("content-type", "application/json")
         .body("not json")
         .send()
         .await
@@ -349,6 +375,7 @@ async fn admin_api_round_trip() {
     // An internationalized name, percent-encoded in the path, is stored as its A-label.
     let idn = http
         .put(format!("{admin}/hsts/b%C3%BCcher.test"))
+        .header("content-type", "application/json")
         .body(r#"{"include_subdomains": false, "max_age": 600}"#)
         .send()
         .await

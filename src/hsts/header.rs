@@ -16,7 +16,12 @@
 //!
 //! The rules on top of it (§6.1 items 1–5, §6.1.1, §6.1.2):
 //! - directive names are case-insensitive;
-//! - every directive may appear only once: a repeat makes the whole field invalid;
+//! - a repeated `max-age` or `includeSubDomains` makes the whole field invalid; a repeated
+//!   unknown directive (`preload; …; preload`) does not. §6.1 item 2 says every directive
+//!   appears only once, but Chromium (`ParseHSTSHeader` tracks only `max_age_observed` and
+//!   `include_subdomains_observed`) and Firefox (`ERROR_MULTIPLE_MAX_AGES`,
+//!   `ERROR_MULTIPLE_INCLUDE_SUBDOMAINS`) only refuse those two, and sites ship such headers;
+//!   a proxy that refused them would forget hosts every browser remembers (issue 11 item 7);
 //! - `max-age` is required and is delta-seconds (1*DIGIT), as a token or a quoted-string;
 //! - `includeSubDomains` takes no value;
 //! - unknown directives are ignored, but must still be syntactically valid;
@@ -52,7 +57,8 @@ pub enum StsError {
     /// No `max-age` directive at all (this includes an empty field).
     #[error("the required max-age directive is missing (RFC 6797 §6.1.1)")]
     MissingMaxAge,
-    /// A directive appeared more than once (RFC 6797 §6.1, item 2).
+    /// `max-age` or `includeSubDomains` appeared more than once (RFC 6797 §6.1, item 2;
+    /// the only repeats Chromium and Firefox refuse).
     #[error("the directive `{name}` appears more than once (RFC 6797 §6.1: every directive must appear only once)")]
     Duplicate { name: String },
     /// `max-age` is present but its value is not delta-seconds.
@@ -106,9 +112,6 @@ pub fn parse_sts(value: &[u8]) -> Result<StsPolicy, StsError> {
     let mut max_age: Option<u64> = None;
     let mut include_subdomains = false;
     let mut preload = false;
-    // Names of unknown directives seen so far, to enforce "only once" for them too
-    // (§6.1 item 2 applies to *all* directives). Headers carry a handful at most.
-    let mut others: Vec<&[u8]> = Vec::new();
 
     loop {
         cur.skip_ows();
@@ -161,10 +164,7 @@ pub fn parse_sts(value: &[u8]) -> Result<StsPolicy, StsError> {
         } else {
             // Unknown directives are ignored (§6.1 item 5), `preload` included when it
             // carries a value, since only the valueless form is the hstspreload.org token.
-            if others.iter().any(|seen| seen.eq_ignore_ascii_case(name)) {
-                return Err(duplicate(name));
-            }
-            others.push(name);
+            // A repeat of one is ignored too, as Chromium and Firefox do (see the module doc).
             if name.eq_ignore_ascii_case(b"preload") && value.is_none() {
                 preload = true;
             }
@@ -404,6 +404,16 @@ mod tests {
             ("max-age=18446744073709551616", ok(MAX_AGE_CAP, false)),
             ("  max-age=999999999999999999999999999999999999999999999  ;  incLudesUbdOmains   ", ok(MAX_AGE_CAP, true)),
 
+            // A repeated unknown directive is ignored like any unknown one: Chromium's
+            // ParseHSTSHeader only refuses a second max-age or includeSubDomains, Firefox's
+            // ProcessSTSHeader likewise (ERROR_MULTIPLE_MAX_AGES / _INCLUDE_SUBDOMAINS).
+            ("preload; includeSubDomains; preload; max-age=12345678; preload", Ok(StsPolicy { max_age: 12_345_678, include_subdomains: true, preload: true })),
+            ("max-age=5; preload; preload", Ok(StsPolicy { max_age: 5, include_subdomains: false, preload: true })),
+            ("max-age=5; foo=1; FOO=2", ok(5, false)),
+            ("max-age=5; report-uri=\"a\"; report-uri=\"b\"", ok(5, false)),
+            // A repeat must still be well-formed (§6.1 item 4).
+            ("max-age=5; foo; foo=", Err(())),
+
             // --- invalid: empty and missing max-age (§6.1.1: max-age is REQUIRED) ---
             ("", Err(())),
             ("    ", Err(())),
@@ -461,12 +471,10 @@ mod tests {
             ("max-age=5; x=", Err(())),
             // Single quotes are not quoted-string delimiters in RFC 6797.
             ("max-age='5'", Err(())),
-            // --- invalid: duplicates (§6.1 item 2) ---
+            // --- invalid: duplicate max-age or includeSubDomains (§6.1 item 2; Chromium, Firefox) ---
             ("max-age=5; max-age=6", Err(())),
             ("max-age=5; MAX-AGE=5", Err(())),
             ("max-age=5; includeSubDomains; includesubdomains", Err(())),
-            ("max-age=5; foo=1; FOO=2", Err(())),
-            ("max-age=5; preload; preload", Err(())),
             // --- invalid: includeSubDomains takes no value (§6.1.2) ---
             ("max-age=5; includeSubDomains=true", Err(())),
             ("max-age=5; includeSubDomains=\"\"", Err(())),

@@ -16,7 +16,7 @@ use http::header::STRICT_TRANSPORT_SECURITY;
 use http::HeaderMap;
 
 use super::header::{parse_sts, StsPolicy};
-use super::store::{is_never_noted, normalize_host};
+use super::host::{is_never_noted, normalize_host};
 use crate::finding::{Finding, FindingKind};
 
 /// How the response carrying the field reached the proxy.

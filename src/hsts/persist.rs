@@ -1,6 +1,6 @@
 //! Persistence of learned and manual HSTS entries (`--hsts-store FILE`).
 //!
-//! The file is JSON, `{"version": 1, "entries": [Entry…]}`, learned and manual entries only
+//! The file is JSON, `{"version": 1, "entries": [StoredEntry…]}`, learned and manual entries only
 //! (preload entries come from `--preload` at every start). It is rewritten atomically: the
 //! snapshot goes to a temporary file in the same directory, which is fsynced, renamed over the
 //! old file, and the directory fsynced, so a crash or power cut leaves either the old file or
@@ -27,7 +27,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Mutex, Notify};
 use tokio::task::JoinHandle;
 
-use super::store::{normalize_host, now_unix, Entry, HstsStore, Source};
+use super::host::normalize_host;
+use super::store::{now_unix, HstsStore, Source, StoredEntry};
 
 /// The file format version this code writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -65,7 +66,7 @@ pub enum PersistError {
 #[derive(Debug, Default)]
 pub struct LoadOutcome {
     /// The unexpired learned and manual entries, ready for [`super::store::MemoryStore::restore`].
-    pub entries: Vec<Entry>,
+    pub entries: Vec<StoredEntry>,
     /// A message for the operator when the file could not be used in full.
     pub warning: Option<String>,
 }
@@ -73,7 +74,7 @@ pub struct LoadOutcome {
 #[derive(Serialize)]
 struct FileOut<'a> {
     version: u32,
-    entries: &'a [Entry],
+    entries: &'a [StoredEntry],
 }
 
 /// Entries are read one by one, so that one bad entry costs only itself.
@@ -126,7 +127,7 @@ pub fn load_at(path: &Path, now: u64) -> LoadOutcome {
     let mut entries = Vec::with_capacity(total);
     let mut malformed = 0usize;
     for value in file.entries {
-        let Ok(entry) = serde_json::from_value::<Entry>(value) else {
+        let Ok(entry) = serde_json::from_value::<StoredEntry>(value) else {
             malformed += 1;
             continue;
         };
@@ -186,7 +187,7 @@ fn temp_path(path: &Path) -> Option<PathBuf> {
 /// Writes `entries` to `path` atomically: temp file, fsync, rename, fsync of the directory.
 /// The old file is untouched until the new one is complete. A leftover temp file from an
 /// interrupted run is simply overwritten.
-pub fn save_atomic(path: &Path, entries: &[Entry]) -> Result<(), PersistError> {
+pub fn save_atomic(path: &Path, entries: &[StoredEntry]) -> Result<(), PersistError> {
     let tmp = temp_path(path).ok_or_else(|| PersistError::NotAFile(path.to_owned()))?;
     let result = write_then_rename(path, &tmp, entries);
     if result.is_err() {
@@ -196,7 +197,7 @@ pub fn save_atomic(path: &Path, entries: &[Entry]) -> Result<(), PersistError> {
     result
 }
 
-fn write_then_rename(path: &Path, tmp: &Path, entries: &[Entry]) -> Result<(), PersistError> {
+fn write_then_rename(path: &Path, tmp: &Path, entries: &[StoredEntry]) -> Result<(), PersistError> {
     let io = |action: &'static str, path: &Path| {
         let path = path.to_owned();
         move |source| PersistError::Io {
@@ -378,8 +379,8 @@ mod tests {
 
     const NOW: u64 = 1_700_000_000;
 
-    fn entry(domain: &str, expires_at: Option<u64>, source: Source) -> Entry {
-        Entry {
+    fn entry(domain: &str, expires_at: Option<u64>, source: Source) -> StoredEntry {
+        StoredEntry {
             domain: domain.into(),
             include_subdomains: true,
             expires_at,

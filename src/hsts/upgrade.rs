@@ -24,7 +24,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Response, StatusCode, Uri};
 use hyper::ext::ReasonPhrase;
 
-use super::store::is_ip_literal;
+use super::host::is_ip_literal;
 
 /// The reason phrase Chromium writes for its HSTS redirect.
 pub const INTERNAL_REDIRECT_REASON: &[u8] = b"Internal Redirect";
@@ -45,14 +45,7 @@ pub static CROSS_ORIGIN_RESOURCE_POLICY: HeaderName =
 /// Returns `None` for any other scheme, for a URI without authority (origin-form), and for
 /// IP-literal hosts, which HSTS never applies to (RFC 6797 §8.3 item 1).
 pub fn upgrade_uri(uri: &Uri) -> Option<Uri> {
-    let scheme = uri.scheme_str()?;
-    let secure = if scheme.eq_ignore_ascii_case("http") {
-        Scheme::HTTPS
-    } else if scheme.eq_ignore_ascii_case("ws") {
-        "wss".parse().ok()?
-    } else {
-        return None;
-    };
+    let secure: Scheme = secure_scheme(uri.scheme_str()?)?.parse().ok()?;
     let authority = uri.authority()?;
     let host = authority.host();
     if host.is_empty() || is_ip_literal(host) {
@@ -128,6 +121,32 @@ pub fn internal_redirect(location: &Uri, origin: Option<&HeaderValue>) -> Respon
     response
 }
 
+/// The same mapping (RFC 6797 §8.3) on a WHATWG [`url::Url`], for the redirect audit's
+/// resolved `Location`s: the scheme through the same [`secure_scheme`], and `None` for other
+/// schemes and IP literals, as [`upgrade_uri`]. The url crate stores no default port, and
+/// `set_scheme` drops a port that becomes the new default, so an explicit 80 ends up as the
+/// https default and any other port is kept.
+pub fn upgrade_url(url: &url::Url) -> Option<url::Url> {
+    let secure = secure_scheme(url.scheme())?;
+    // `domain()` is None for IP literals (and for URLs without a host).
+    url.domain()?;
+    let mut upgraded = url.clone();
+    upgraded.set_scheme(secure).ok()?;
+    Some(upgraded)
+}
+
+/// The secure counterpart of an insecure scheme (RFC 6797 §8.3 names http; browsers apply it to
+/// ws too), case-insensitively (RFC 3986 §3.1); the one place both mappings take it from.
+fn secure_scheme(scheme: &str) -> Option<&'static str> {
+    if scheme.eq_ignore_ascii_case("http") {
+        Some("https")
+    } else if scheme.eq_ignore_ascii_case("ws") {
+        Some("wss")
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +194,34 @@ mod tests {
             let uri: Uri = input.parse().unwrap();
             let got = upgrade_uri(&uri).map(|u| u.to_string());
             assert_eq!(got.as_deref(), expected, "upgrade_uri({input})");
+        }
+    }
+
+    #[test]
+    fn upgrade_url_agrees_with_upgrade_uri() {
+        #[rustfmt::skip]
+        let rows: &[(&str, Option<&str>)] = &[
+            // RFC 6797 §8.3: scheme to https, path, query and fragment unchanged.
+            ("http://example.com/a?b=1#top", Some("https://example.com/a?b=1#top")),
+            // Explicit port 80 becomes the https default; any other port is kept (item 5).
+            ("http://example.com:80/p", Some("https://example.com/p")),
+            ("http://example.com:8080/p", Some("https://example.com:8080/p")),
+            ("ws://example.com:80/chat", Some("wss://example.com/chat")),
+            ("ws://example.com:9000/chat", Some("wss://example.com:9000/chat")),
+            // Never for IP literals (§8.1.1), nor for secure or other schemes.
+            ("http://10.0.0.1/", None),
+            ("http://[::1]/", None),
+            ("https://example.com/", None),
+            ("mailto:a@example.com", None),
+        ];
+        for &(input, expected) in rows {
+            let got = upgrade_url(&url::Url::parse(input).unwrap());
+            assert_eq!(got.as_ref().map(url::Url::as_str), expected, "{input}");
+            if let Ok(uri) = input.parse::<Uri>() {
+                if uri.authority().is_some() {
+                    assert_eq!(upgrade_uri(&uri).is_some(), expected.is_some(), "{input}");
+                }
+            }
         }
     }
 

@@ -35,7 +35,8 @@ pub async fn handle(
     client: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let exchange = Exchange::begin(client, req.method().clone(), req.uri().to_string());
+    let mut exchange = Exchange::begin(client, req.method().clone(), req.uri().to_string())
+        .request_head(req.headers(), req.version());
     if let Some(credentials) = &shared.credentials {
         if !credentials.accepts(req.headers()) {
             return finish_now(&shared, exchange, respond::proxy_auth_required());
@@ -62,6 +63,7 @@ pub async fn handle(
             .await;
         return match upstream {
             Ok(stream) => {
+                exchange.server_ip = stream.peer_addr().ok().map(|peer| peer.ip());
                 let on_upgrade = hyper::upgrade::on(req);
                 let shared2 = shared.clone();
                 shared.tunnels.spawn(async move {
@@ -101,6 +103,8 @@ fn finish_now(
     exchange: Exchange,
     response: Response<ProxyBody>,
 ) -> Response<ProxyBody> {
+    let mut exchange = exchange;
+    exchange.response_headers = response.headers().clone();
     exchange.finish(shared, response.status().as_u16(), Action::Error, 0);
     response
 }

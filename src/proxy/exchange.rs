@@ -6,8 +6,8 @@
 use crate::finding::Finding;
 use crate::proxy::Shared;
 use crate::traffic::{Action, TrafficRecord};
-use http::Method;
-use std::net::SocketAddr;
+use http::{HeaderMap, Method, Version};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,6 +25,13 @@ pub struct Exchange {
     pub sts: Option<String>,
     /// Bytes of request body sent upstream (shared with the streaming request body).
     pub request_bytes: Arc<AtomicU64>,
+    /// The request's fields as the client sent them, and its protocol (for the record).
+    pub request_headers: HeaderMap,
+    pub http_version: Option<Version>,
+    /// The response's fields as sent to the client.
+    pub response_headers: HeaderMap,
+    /// The upstream address actually connected to, when one was.
+    pub server_ip: Option<IpAddr>,
     started: Instant,
     ts: OffsetDateTime,
 }
@@ -39,9 +46,20 @@ impl Exchange {
             rewritten_from: None,
             sts: None,
             request_bytes: Arc::new(AtomicU64::new(0)),
+            request_headers: HeaderMap::new(),
+            http_version: None,
+            response_headers: HeaderMap::new(),
+            server_ip: None,
             started: Instant::now(),
             ts: OffsetDateTime::now_utc(),
         }
+    }
+
+    /// Keeps the request's head for the record: its fields as received and its protocol.
+    pub fn request_head(mut self, headers: &HeaderMap, version: Version) -> Self {
+        self.request_headers = headers.clone();
+        self.http_version = Some(version);
+        self
     }
 
     /// Notes a finding and prints its readable line at once, so a person watching the console
@@ -52,7 +70,7 @@ impl Exchange {
             kind = finding.kind.as_str(),
             client = %self.client,
             "{}",
-            crate::redirect::console_line(&finding)
+            finding.console_line()
         );
         shared.metrics.finding(finding.kind);
         self.findings.push(finding);
@@ -77,21 +95,34 @@ impl Exchange {
         shared
             .metrics
             .exchange(action_name, status, elapsed.as_secs_f64());
+        // TODO(config): `shared.config.redact_credentials` once the config key is merged.
+        let redact = true;
+        let record = TrafficRecord {
+            ts: self.ts,
+            client: self.client.to_string(),
+            method: self.method.to_string(),
+            url: self.url,
+            status,
+            duration_ms,
+            request_bytes: self.request_bytes.load(Ordering::Relaxed),
+            response_bytes,
+            action,
+            findings: self.findings,
+            rewritten_from: self.rewritten_from,
+            sts: self.sts,
+            id: 0,
+            http_version: self
+                .http_version
+                .and_then(crate::traffic::version_name)
+                .map(str::to_owned),
+            server_ip: self.server_ip.map(|ip| ip.to_string()),
+            request_headers: crate::traffic::header_pairs(&self.request_headers, redact),
+            response_headers: crate::traffic::header_pairs(&self.response_headers, redact),
+        };
+        // The console's ring gives the record its id; the log writes the same record.
+        let record = shared.feed.publish(record);
         if let Some(log) = &shared.traffic {
-            log.record(TrafficRecord {
-                ts: self.ts,
-                client: self.client.to_string(),
-                method: self.method.to_string(),
-                url: self.url,
-                status,
-                duration_ms,
-                request_bytes: self.request_bytes.load(Ordering::Relaxed),
-                response_bytes,
-                action,
-                findings: self.findings,
-                rewritten_from: self.rewritten_from,
-                sts: self.sts,
-            });
+            log.record(record);
         }
     }
 }

@@ -26,9 +26,9 @@ pub mod upstream;
 
 use crate::ca::{Interceptor, LeafCache, LocalCa};
 use crate::config::Config;
+use crate::hsts::load::{load_hsts, LoadError};
 use crate::hsts::persist::{self, Persister};
-use crate::hsts::preload;
-use crate::hsts::store::{HstsStore, MemoryStore};
+use crate::hsts::store::HstsStore;
 use crate::metrics::Metrics;
 use crate::redirect::RedirectChains;
 use crate::traffic::TrafficLog;
@@ -55,7 +55,7 @@ pub enum StartError {
     #[error("TLS setup failed: {0}")]
     Tls(#[from] rustls::Error),
     #[error(transparent)]
-    Preload(#[from] preload::PreloadError),
+    Hsts(#[from] LoadError),
     #[error("cannot open the traffic log: {0}")]
     Traffic(#[from] crate::traffic::TrafficError),
     #[error("cannot listen on {addr}: {source}")]
@@ -73,6 +73,8 @@ pub struct Shared {
     pub interceptor: Interceptor,
     pub upstream: upstream::Upstream,
     pub traffic: Option<TrafficLog>,
+    /// The last exchanges and their broadcast, for the web console.
+    pub feed: crate::feed::Feed,
     pub chains: RedirectChains,
     /// This proxy's `Via` entry, `1.1 <pseudonym>`.
     pub via: HeaderValue,
@@ -177,29 +179,6 @@ fn server_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Loads the HSTS store: preload lists, then what was persisted.
-pub fn load_hsts(config: &Config) -> Result<Arc<dyn HstsStore>, StartError> {
-    let mut preloaded = Vec::new();
-    for path in &config.preload {
-        let entries = preload::load_preload_file(path)?;
-        let force_https = entries.iter().filter(|e| e.force_https).count();
-        tracing::info!(
-            "preload list {}: {force_https} force-https entries",
-            path.display()
-        );
-        preloaded.extend(entries);
-    }
-    let store = MemoryStore::with_preload(preloaded);
-    if let Some(path) = &config.hsts_store {
-        let outcome = persist::load(path);
-        if let Some(warning) = &outcome.warning {
-            tracing::warn!("{warning}");
-        }
-        store.restore(outcome.entries);
-    }
-    Ok(Arc::new(store))
-}
-
 /// Starts the proxy (and the admin API when configured) on the current tokio runtime.
 pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
     let ca = LocalCa::load_or_create(&config.ca_dir)?;
@@ -260,6 +239,8 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
         interceptor,
         upstream,
         traffic,
+        // TODO(config): `config.console_history` once the config key is merged.
+        feed: crate::feed::Feed::new(crate::feed::DEFAULT_HISTORY),
         via,
         pseudonym,
         listen,
@@ -278,7 +259,10 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
             let bound = admin_listener
                 .local_addr()
                 .map_err(|source| StartError::Bind { addr, source })?;
-            let task = tokio::spawn(crate::admin::serve(admin_listener, shared.clone()));
+            let task = tokio::spawn(crate::admin::serve(
+                admin_listener,
+                admin_context(&shared, bound),
+            ));
             (Some(bound), Some(task))
         }
         None => (None, None),
@@ -294,6 +278,26 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
         admin,
         persister,
     })
+}
+
+/// What the admin listener serves, and nothing more (issue 10).
+fn admin_context(shared: &Arc<Shared>, addr: SocketAddr) -> crate::admin::AdminContext {
+    let metrics_source = shared.clone();
+    crate::admin::AdminContext {
+        addr,
+        hsts: shared.hsts.clone(),
+        metrics: Arc::new(move || {
+            let s = &metrics_source;
+            let leaves = s.interceptor.leaf_cache();
+            s.metrics
+                .render(s.hsts.counts(), leaves.hits(), leaves.misses())
+        }),
+        ca: crate::admin::CaMaterial {
+            pem: shared.ca_pem.clone(),
+            der: shared.ca_der.clone(),
+        },
+        feed: shared.feed.clone(),
+    }
 }
 
 /// Parsing a large preload list (150,000 entries is ~17 MB of JSON) peaks at several times the

@@ -54,7 +54,8 @@ pub async fn handle(
     if matches!(entry, Entry::Listener) {
         if let Some(credentials) = &shared.credentials {
             if !credentials.accepts(req.headers()) {
-                let exchange = Exchange::begin(client, req.method().clone(), req.uri().to_string());
+                let exchange = Exchange::begin(client, req.method().clone(), req.uri().to_string())
+                    .request_head(req.headers(), req.version());
                 return answer(
                     &shared,
                     exchange,
@@ -69,7 +70,8 @@ pub async fn handle(
     let target_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len())
         + req.uri().authority().map_or(0, |a| a.as_str().len());
     if target_len > shared.config.max_uri_bytes {
-        let exchange = Exchange::begin(client, req.method().clone(), String::new());
+        let exchange = Exchange::begin(client, req.method().clone(), String::new())
+            .request_head(req.headers(), req.version());
         return answer(
             &shared,
             exchange,
@@ -84,12 +86,14 @@ pub async fn handle(
     let target = match parsed {
         Ok(target) => target,
         Err(TargetError::NotAbsolute(_)) if pages::is_local_host(req.headers()) => {
-            let exchange = Exchange::begin(client, req.method().clone(), req.uri().to_string());
+            let exchange = Exchange::begin(client, req.method().clone(), req.uri().to_string())
+                .request_head(req.headers(), req.version());
             let response = pages::serve(&shared, req.uri().path());
             return answer(&shared, exchange, response, Action::Local);
         }
         Err(err) => {
-            let exchange = Exchange::begin(client, req.method().clone(), req.uri().to_string());
+            let exchange = Exchange::begin(client, req.method().clone(), req.uri().to_string())
+                .request_head(req.headers(), req.version());
             return answer(
                 &shared,
                 exchange,
@@ -98,7 +102,8 @@ pub async fn handle(
             );
         }
     };
-    let exchange = Exchange::begin(client, req.method().clone(), target.url());
+    let exchange = Exchange::begin(client, req.method().clone(), target.url())
+        .request_head(req.headers(), req.version());
 
     if via_contains(req.headers(), &shared.pseudonym) {
         let response = respond::loop_detected(
@@ -146,6 +151,8 @@ fn answer(
 ) -> Response<ProxyBody> {
     use http_body::Body;
     let bytes = response.body().size_hint().exact().unwrap_or(0);
+    let mut exchange = exchange;
+    exchange.response_headers = response.headers().clone();
     exchange.finish(shared, response.status().as_u16(), action, bytes);
     response
 }
@@ -250,6 +257,10 @@ async fn forward(
         }
     };
 
+    exchange.server_ip = response
+        .extensions()
+        .get::<crate::proxy::upstream::UpstreamPeer>()
+        .map(|peer| peer.0.ip());
     // 5b. Refuse a head that must not be relayed: an ambiguous length or a switch of protocols
     // nobody asked for. The upstream body is dropped unread, which closes that upstream
     // connection: its framing cannot be trusted for a next response.
@@ -300,6 +311,7 @@ async fn forward(
     }
 
     let status = parts.status.as_u16();
+    exchange.response_headers = parts.headers.clone();
     let finisher = shared.clone();
     let observed = Observed::new(
         incoming,

@@ -420,6 +420,11 @@ pub fn client_tls(
     Ok(Arc::new(config))
 }
 
+/// The address an upstream connection reached, put in each response's extensions so the
+/// record can say which server answered (HAR's `serverIPAddress`).
+#[derive(Clone, Copy, Debug)]
+pub struct UpstreamPeer(pub SocketAddr);
+
 /// A connection to an upstream, plain or TLS.
 pub enum UpstreamStream {
     Plain(TokioIo<TcpStream>),
@@ -428,16 +433,21 @@ pub enum UpstreamStream {
 
 impl Connection for UpstreamStream {
     fn connected(&self) -> Connected {
-        match self {
-            UpstreamStream::Plain(_) => Connected::new(),
+        let (connected, peer) = match self {
+            UpstreamStream::Plain(tcp) => (Connected::new(), tcp.inner().peer_addr()),
             UpstreamStream::Tls(tls) => {
-                let (_, session) = tls.inner().get_ref();
-                if session.alpn_protocol() == Some(b"h2") {
+                let (tcp, session) = tls.inner().get_ref();
+                let connected = if session.alpn_protocol() == Some(b"h2") {
                     Connected::new().negotiated_h2()
                 } else {
                     Connected::new()
-                }
+                };
+                (connected, tcp.peer_addr())
             }
+        };
+        match peer {
+            Ok(peer) => connected.extra(UpstreamPeer(peer)),
+            Err(_) => connected,
         }
     }
 }

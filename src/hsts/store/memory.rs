@@ -1,223 +1,16 @@
-//! The HSTS store: which hosts are Known HSTS Hosts, and whether a request must be upgraded.
-//!
-//! Matching follows RFC 6797 §8.2 and Chromium's `TransportSecurityState`: the host itself,
-//! then each superdomain nearest first, where a superdomain counts only if its entry has
-//! `includeSubDomains`. Entries come from three sources:
-//!
-//! - `learned`: from a `Strict-Transport-Security` header on a verified TLS response;
-//! - `manual`: added by the operator (`strictproxy hsts add`, the admin API);
-//! - `preload`: imported once at start from Chromium-format lists (`--preload`).
-//!
-//! Learned and manual entries ("dynamic", in Chromium's words) live in a [`DashMap`], so
-//! lookups from many connections never contend on one lock. Preload entries live in an
-//! immutable `HashMap` built once, so 150,000 of them cost one hash probe per label.
-//!
-//! As in Chromium's `TransportSecurityState::GetSTSState`, the dynamic state is consulted
-//! first and the preload ("static") state only when no dynamic entry applies. Within the
-//! preload state the most specific matching entry decides, even one that does not force
-//! HTTPS: that is how the list exempts a name under a preloaded domain (its own comment:
-//! "chart.apis.google.com is *not* HSTS because the certificate doesn't match").
-//!
-//! The store is behind the [`HstsStore`] trait so that a shared backend (for example Redis
-//! with pub/sub invalidation, for a fleet of proxies) can sit beside [`MemoryStore`].
+//! [`MemoryStore`]: the in-process HSTS store, a [`DashMap`] of learned and manual entries over
+//! the immutable preload index. Matching as in RFC 6797 §8.2 and Chromium (see the module above).
 
-use std::borrow::Cow;
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use super::learn::StsUpdate;
-use super::preload::PreloadEntry;
-
-/// Where an entry came from. Serialized in lowercase, as the admin API and the store file show it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    /// Noted from a `Strict-Transport-Security` header (RFC 6797 §8.1).
-    Learned,
-    /// From a preload list (`--preload`); never expires, never removed by a header.
-    Preload,
-    /// Added by the operator.
-    Manual,
-}
-
-/// One HSTS entry, as the admin API and the store file serialize it:
-/// `{"domain", "include_subdomains", "expires_at", "source"}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
-    /// The normalized domain name (lowercase, no trailing dot, A-labels).
-    pub domain: String,
-    /// Whether the entry also covers every subdomain (RFC 6797 §6.1.2).
-    pub include_subdomains: bool,
-    /// Unix seconds at which the entry expires; `None` for preload entries, which never do.
-    pub expires_at: Option<u64>,
-    /// Where the entry came from.
-    pub source: Source,
-}
-
-impl Entry {
-    /// An entry is expired once its expiry time is reached (RFC 6797 §8.1.1: the host stays
-    /// known for max-age seconds from when the header was received).
-    pub fn is_expired_at(&self, now: u64) -> bool {
-        self.expires_at.is_some_and(|t| t <= now)
-    }
-}
-
-/// Errors of the operator-facing store operations.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StoreError {
-    /// The name is not a domain name HSTS can apply to.
-    #[error("`{0}` is not a valid domain name")]
-    InvalidDomain(String),
-    /// HSTS never applies to IP addresses (RFC 6797 §8.1.1, §8.3).
-    #[error("`{0}` is an IP address; HSTS applies to domain names only (RFC 6797 §8.1.1)")]
-    IpLiteral(String),
-    /// A manual entry needs a lifetime; removing is a separate operation.
-    #[error("max-age must be greater than 0 for `{0}`; to remove an entry, delete it")]
-    ZeroMaxAge(String),
-}
-
-/// The store interface the proxy, the admin API and the persister use.
-///
-/// Hosts may be passed in any form a request carries (upper case, trailing dot, Unicode);
-/// they are normalized with [`normalize_host`].
-pub trait HstsStore: Send + Sync {
-    /// The entry that decides whether `host` is a Known HSTS Host: an unexpired entry for the
-    /// host itself, else the nearest superdomain entry with `includeSubDomains` (§8.2).
-    fn lookup(&self, host: &str) -> Option<Entry>;
-    /// Whether a plain-HTTP request to `host` must be upgraded. Never allocates for an
-    /// already-normalized host: this is on every request's path.
-    fn is_enforced(&self, host: &str) -> bool;
-    /// Applies what [`super::learn::observe`] decided. Returns whether the store changed.
-    fn apply(&self, update: &StsUpdate) -> bool;
-    /// Adds or replaces a manual entry that lasts `max_age` seconds. IP literals are refused
-    /// (HSTS never applies to them); `localhost` is allowed, as the operator's explicit choice.
-    fn add_manual(
-        &self,
-        domain: &str,
-        include_subdomains: bool,
-        max_age: u64,
-    ) -> Result<Entry, StoreError>;
-    /// Removes the learned or manual entry for exactly `domain`. Preload entries cannot be
-    /// removed. Returns false when there was no such (unexpired) entry.
-    fn remove(&self, domain: &str) -> bool;
-    /// The unexpired learned and manual entries, sorted by domain (what the store file holds).
-    fn dynamic_entries(&self) -> Vec<Entry>;
-    /// Unexpired `(learned, manual, preload)` entry counts, for metrics.
-    fn counts(&self) -> (usize, usize, usize);
-    /// Drops expired learned and manual entries; returns how many went.
-    fn prune_expired(&self) -> usize;
-    /// Signalled (`notify_one`) after every change to the dynamic entries. Meant for one
-    /// consumer, the persister; others should compare [`HstsStore::generation`].
-    fn changed(&self) -> &Notify;
-    /// A counter that increases with every change to the dynamic entries.
-    fn generation(&self) -> u64;
-}
-
-/// Normalizes a host name the way the store keys it: lowercase ASCII, no trailing dot,
-/// internationalized labels as punycode A-labels (UTS #46 via `idna`, as the WHATWG URL
-/// standard does). Returns `None` for names HSTS cannot apply to: empty, empty labels,
-/// characters forbidden in a host, IPv6 literals, or over the DNS limits (253 octets, 63 per
-/// label; Chromium's `DNSDomainFromDot` refuses those too).
-///
-/// Does not allocate when `host` is already normalized, which is what a well-behaved client
-/// sends; this keeps [`HstsStore::is_enforced`] allocation-free on the hot path.
-pub fn normalize_host(host: &str) -> Option<Cow<'_, str>> {
-    if is_plain_normalized(host) {
-        return Some(Cow::Borrowed(host));
-    }
-    // A fully qualified name ("example.com.") is the same host (RFC 6797 §8.3 compares
-    // names without the root label, as Chromium does).
-    let host = host.strip_suffix('.').unwrap_or(host);
-    if host.is_empty() {
-        return None;
-    }
-    let ascii = idna::domain_to_ascii_cow(host.as_bytes(), idna::AsciiDenyList::URL).ok()?;
-    if !within_dns_limits(&ascii) {
-        return None;
-    }
-    Some(ascii)
-}
-
-/// The fast path: only `[a-z0-9_-]` labels joined by single dots, within DNS limits.
-/// `idna` would return such a name unchanged; punycode labels are taken as sent, since a
-/// bogus A-label can only ever match an entry of its own.
-fn is_plain_normalized(host: &str) -> bool {
-    host.bytes()
-        .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.'))
-        && within_dns_limits(host)
-}
-
-fn within_dns_limits(host: &str) -> bool {
-    !host.is_empty()
-        && host.len() <= 253
-        && host
-            .split('.')
-            .all(|label| !label.is_empty() && label.len() <= 63)
-}
-
-/// Whether `host` is an IP address literal: IPv4, IPv6 with or without brackets, or a name
-/// whose last label is a number, which the WHATWG URL parser reads as IPv4 (`127.1`,
-/// `0x7f.1`, `2130706433`). RFC 6797 §8.1.1 and §8.3: HSTS never applies to IP literals.
-pub fn is_ip_literal(host: &str) -> bool {
-    let host = host.strip_suffix('.').unwrap_or(host);
-    if host.parse::<Ipv4Addr>().is_ok() {
-        return true;
-    }
-    let unbracketed = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    // Zone identifiers (`fe80::1%25eth0`) are IPv6 too.
-    let without_zone = unbracketed.split('%').next().unwrap_or(unbracketed);
-    if without_zone.parse::<Ipv6Addr>().is_ok() {
-        return true;
-    }
-    // WHATWG URL "ends in a number": such a host is parsed as IPv4 (and a TLD is never
-    // all-numeric), so treat it as an IP literal even when it is not dotted-quad.
-    let last = host.rsplit('.').next().unwrap_or(host);
-    !last.is_empty()
-        && (last.bytes().all(|b| b.is_ascii_digit())
-            || last
-                .strip_prefix("0x")
-                .or_else(|| last.strip_prefix("0X"))
-                .is_some_and(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit())))
-}
-
-/// Whether a host must never be noted as a Known HSTS Host: IP literals (RFC 6797 §8.1.1)
-/// and `localhost` with its subdomains (RFC 6761 §6.3: always loopback, so a header from a
-/// local dev server must not pin every other local project to HTTPS, the pain Chromium
-/// users know from `localhost` HSTS).
-pub fn is_never_noted(host: &str) -> bool {
-    if is_ip_literal(host) {
-        return true;
-    }
-    let host = host.strip_suffix('.').unwrap_or(host).as_bytes();
-    const SUFFIX: &[u8] = b".localhost";
-    host.eq_ignore_ascii_case(b"localhost")
-        || (host.len() > SUFFIX.len()
-            && host[host.len() - SUFFIX.len()..].eq_ignore_ascii_case(SUFFIX))
-}
-
-/// Seconds since the Unix epoch, from the system clock (0 if the clock is before 1970).
-pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// `host` and each of its superdomains, nearest first, with whether it is the host itself.
-/// The last label (a TLD such as `dev`) is included: whole TLDs are preloaded.
-fn self_and_superdomains(host: &str) -> impl Iterator<Item = (&str, bool)> {
-    std::iter::once((host, true)).chain(
-        host.match_indices('.')
-            .map(move |(dot, _)| (&host[dot + 1..], false)),
-    )
-}
+use super::index::{PreloadIndex, Preloaded};
+use super::{now_unix, HstsStore, Source, StoreError, StoredEntry};
+use crate::hsts::host::{is_ip_literal, is_never_noted, normalize_host, self_and_superdomains};
+use crate::hsts::learn::StsUpdate;
+use crate::hsts::preload::PreloadEntry;
 
 /// A learned or manual entry as the map holds it; the key is the domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -237,8 +30,8 @@ struct Matched<'h> {
 }
 
 impl Matched<'_> {
-    fn to_entry(self) -> Entry {
-        Entry {
+    fn to_entry(self) -> StoredEntry {
+        StoredEntry {
             domain: self.domain.to_owned(),
             include_subdomains: self.include_subdomains,
             expires_at: self.expires_at,
@@ -258,121 +51,6 @@ pub struct MemoryStore {
     preload_enforcing: usize,
     changed: Notify,
     generation: AtomicU64,
-}
-
-/// A preload entry as the map holds it; the key is the domain.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Preloaded {
-    include_subdomains: bool,
-    force_https: bool,
-}
-
-/// The preload set, built once and then only read. A 150,000-entry list held as a map of
-/// boxed strings costs one allocation per name plus a 24-byte slot each (~11 MiB); here every
-/// name lives in one string and the table holds 8 bytes per slot: where the name starts, its
-/// length and the two flags (~5 MiB), which keeps the idle proxy under 20 MiB with the list.
-#[derive(Default)]
-struct PreloadIndex {
-    names: String,
-    table: hashbrown::HashTable<u64>,
-    hasher: std::collections::hash_map::RandomState,
-}
-
-impl std::fmt::Debug for PreloadIndex {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PreloadIndex")
-            .field("entries", &self.table.len())
-            .finish()
-    }
-}
-
-const FLAG_INCLUDE_SUBDOMAINS: u64 = 1;
-const FLAG_FORCE_HTTPS: u64 = 2;
-
-impl PreloadIndex {
-    fn with_capacity(entries: usize) -> Self {
-        PreloadIndex {
-            names: String::with_capacity(entries * 18),
-            table: hashbrown::HashTable::with_capacity(entries),
-            hasher: Default::default(),
-        }
-    }
-
-    /// Packs `start` (32 bits), `len` (16 bits; DNS names are at most 253 octets) and flags.
-    fn pack(start: usize, len: usize, value: Preloaded) -> u64 {
-        let mut flags = 0;
-        if value.include_subdomains {
-            flags |= FLAG_INCLUDE_SUBDOMAINS;
-        }
-        if value.force_https {
-            flags |= FLAG_FORCE_HTTPS;
-        }
-        ((start as u64) << 32) | ((len as u64 & 0xffff) << 16) | flags
-    }
-
-    fn name_of(names: &str, packed: u64) -> &str {
-        let start = (packed >> 32) as usize;
-        let len = ((packed >> 16) & 0xffff) as usize;
-        names.get(start..start + len).unwrap_or("")
-    }
-
-    fn value_of(packed: u64) -> Preloaded {
-        Preloaded {
-            include_subdomains: packed & FLAG_INCLUDE_SUBDOMAINS != 0,
-            force_https: packed & FLAG_FORCE_HTTPS != 0,
-        }
-    }
-
-    /// Adds `name` (normalized); a name listed again takes the later flags.
-    fn insert(&mut self, name: &str, value: Preloaded) {
-        use std::hash::BuildHasher;
-        // Names past these bounds cannot be DNS names; normalization already refuses them.
-        if name.len() > 0xffff || self.names.len() + name.len() > u32::MAX as usize {
-            return;
-        }
-        let hash = self.hasher.hash_one(name);
-        let names = &self.names;
-        if let Some(existing) = self
-            .table
-            .find_mut(hash, |&packed| Self::name_of(names, packed) == name)
-        {
-            *existing = (*existing & !(FLAG_INCLUDE_SUBDOMAINS | FLAG_FORCE_HTTPS))
-                | (Self::pack(0, 0, value) & 0xffff);
-            return;
-        }
-        let packed = Self::pack(self.names.len(), name.len(), value);
-        self.names.push_str(name);
-        let (names, hasher) = (&self.names, &self.hasher);
-        self.table
-            .insert_unique(hash, packed, |&p| hasher.hash_one(Self::name_of(names, p)));
-    }
-
-    fn shrink_to_fit(&mut self) {
-        self.names.shrink_to_fit();
-        let (names, hasher) = (&self.names, &self.hasher);
-        self.table.shrink_to_fit(|&p| {
-            use std::hash::BuildHasher;
-            hasher.hash_one(Self::name_of(names, p))
-        });
-    }
-
-    fn get(&self, name: &str) -> Option<Preloaded> {
-        use std::hash::BuildHasher;
-        if self.table.is_empty() {
-            return None;
-        }
-        let hash = self.hasher.hash_one(name);
-        self.table
-            .find(hash, |&packed| Self::name_of(&self.names, packed) == name)
-            .map(|&packed| Self::value_of(packed))
-    }
-
-    fn count(&self, keep: impl Fn(&Preloaded) -> bool) -> usize {
-        self.table
-            .iter()
-            .filter(|&&packed| keep(&Self::value_of(packed)))
-            .count()
-    }
 }
 
 impl MemoryStore {
@@ -411,12 +89,12 @@ impl MemoryStore {
     /// Puts back entries read from the store file. Preload-sourced, expired, missing-expiry
     /// and invalid entries are skipped. Does not signal a change: the file already says this.
     /// Returns how many entries were restored.
-    pub fn restore(&self, entries: Vec<Entry>) -> usize {
+    pub fn restore(&self, entries: Vec<StoredEntry>) -> usize {
         self.restore_at(entries, now_unix())
     }
 
     /// [`MemoryStore::restore`] at a given time.
-    pub fn restore_at(&self, entries: Vec<Entry>, now: u64) -> usize {
+    pub fn restore_at(&self, entries: Vec<StoredEntry>, now: u64) -> usize {
         let mut restored = 0;
         for entry in entries {
             let Some(expires_at) = entry.expires_at else {
@@ -483,7 +161,7 @@ impl MemoryStore {
     }
 
     /// [`HstsStore::lookup`] at a given time.
-    pub fn lookup_at(&self, host: &str, now: u64) -> Option<Entry> {
+    pub fn lookup_at(&self, host: &str, now: u64) -> Option<StoredEntry> {
         if is_ip_literal(host) {
             return None;
         }
@@ -559,7 +237,7 @@ impl MemoryStore {
         include_subdomains: bool,
         max_age: u64,
         now: u64,
-    ) -> Result<Entry, StoreError> {
+    ) -> Result<StoredEntry, StoreError> {
         if is_ip_literal(domain) {
             return Err(StoreError::IpLiteral(domain.to_owned()));
         }
@@ -573,7 +251,7 @@ impl MemoryStore {
             expires_at: now.saturating_add(max_age),
             source: Source::Manual,
         };
-        let entry = Entry {
+        let entry = StoredEntry {
             domain: normalized.clone().into_owned(),
             include_subdomains,
             expires_at: Some(value.expires_at),
@@ -599,12 +277,12 @@ impl MemoryStore {
     }
 
     /// [`HstsStore::dynamic_entries`] at a given time.
-    pub fn dynamic_entries_at(&self, now: u64) -> Vec<Entry> {
-        let mut entries: Vec<Entry> = self
+    pub fn dynamic_entries_at(&self, now: u64) -> Vec<StoredEntry> {
+        let mut entries: Vec<StoredEntry> = self
             .dynamic
             .iter()
             .filter(|item| item.value().expires_at > now)
-            .map(|item| Entry {
+            .map(|item| StoredEntry {
                 domain: item.key().to_string(),
                 include_subdomains: item.value().include_subdomains,
                 expires_at: Some(item.value().expires_at),
@@ -631,7 +309,7 @@ impl MemoryStore {
     }
 
     /// [`HstsStore::prune_expired`] at a given time. Pruning is not a change the file must
-    /// see: [`super::persist::load`] drops expired entries anyway.
+    /// see: `persist::load` drops expired entries anyway.
     pub fn prune_expired_at(&self, now: u64) -> usize {
         let before = self.dynamic.len();
         self.dynamic.retain(|_, d| d.expires_at > now);
@@ -645,7 +323,7 @@ impl MemoryStore {
 }
 
 impl HstsStore for MemoryStore {
-    fn lookup(&self, host: &str) -> Option<Entry> {
+    fn lookup(&self, host: &str) -> Option<StoredEntry> {
         self.lookup_at(host, now_unix())
     }
 
@@ -662,7 +340,7 @@ impl HstsStore for MemoryStore {
         domain: &str,
         include_subdomains: bool,
         max_age: u64,
-    ) -> Result<Entry, StoreError> {
+    ) -> Result<StoredEntry, StoreError> {
         self.add_manual_at(domain, include_subdomains, max_age, now_unix())
     }
 
@@ -670,7 +348,7 @@ impl HstsStore for MemoryStore {
         self.remove_at(domain, now_unix())
     }
 
-    fn dynamic_entries(&self) -> Vec<Entry> {
+    fn dynamic_entries(&self) -> Vec<StoredEntry> {
         self.dynamic_entries_at(now_unix())
     }
 
@@ -695,29 +373,6 @@ impl HstsStore for MemoryStore {
 mod tests {
     use super::*;
 
-    #[test]
-    fn preload_index_keeps_the_later_flags_and_exact_names() {
-        let mut index = PreloadIndex::with_capacity(4);
-        let sub = Preloaded {
-            include_subdomains: true,
-            force_https: true,
-        };
-        let exempt = Preloaded {
-            include_subdomains: false,
-            force_https: false,
-        };
-        index.insert("a.test", sub);
-        index.insert("b.a.test", exempt);
-        // A name listed again takes the later entry's flags (its text is stored once).
-        index.insert("a.test", exempt);
-        index.shrink_to_fit();
-        assert_eq!(index.get("a.test"), Some(exempt));
-        assert_eq!(index.get("b.a.test"), Some(exempt));
-        assert_eq!(index.get("a.tes"), None);
-        assert_eq!(index.get("xa.test"), None);
-        assert_eq!(index.names, "a.testb.a.test");
-        assert_eq!(index.count(|p| p.force_https), 0);
-    }
     use crate::hsts::header::StsPolicy;
 
     const NOW: u64 = 1_700_000_000;
@@ -742,79 +397,6 @@ mod tests {
                 })
                 .collect(),
         )
-    }
-
-    #[test]
-    fn normalize_host_table() {
-        let rows: &[(&str, Option<&str>, bool)] = &[
-            // (input, normalized, borrowed without allocation)
-            ("example.com", Some("example.com"), true),
-            ("a-b_c.example.com", Some("a-b_c.example.com"), true),
-            ("xn--bcher-kva.de", Some("xn--bcher-kva.de"), true),
-            // Case-insensitive host names (RFC 4343; RFC 6797 §8.2 compares case-insensitively).
-            ("EXAMPLE.com", Some("example.com"), false),
-            // A trailing dot names the same host (RFC 6797 §8.3 compares without it; Chromium).
-            ("example.com.", Some("example.com"), true),
-            // Internationalized names become punycode A-labels (RFC 6797 §8.3 item 4, UTS #46).
-            ("bücher.de", Some("xn--bcher-kva.de"), false),
-            ("BÜCHER.de.", Some("xn--bcher-kva.de"), false),
-            // Ideographic full stop is a label separator (UTS #46 mapping).
-            ("example\u{3002}com", Some("example.com"), false),
-            // Invalid: empty, empty labels, forbidden characters, ports, brackets.
-            ("", None, false),
-            (".", None, false),
-            ("example..com", None, false),
-            (".example.com", None, false),
-            ("example.com..", None, false),
-            ("exa mple.com", None, false),
-            ("example.com:443", None, false),
-            ("[::1]", None, false),
-            ("a/b", None, false),
-            // Over the DNS limits (63 per label, 253 in all; Chromium DNSDomainFromDot).
-            (&"a".repeat(64), None, false),
-        ];
-        for &(input, expected, borrowed) in rows {
-            let got = normalize_host(input);
-            assert_eq!(got.as_deref(), expected, "normalize_host({input:?})");
-            if let Some(got) = got {
-                assert_eq!(
-                    matches!(got, Cow::Borrowed(_)),
-                    borrowed,
-                    "borrowed? {input:?}"
-                );
-            }
-        }
-        let long = format!("{}.com", vec!["a".repeat(63); 4].join("."));
-        assert!(long.len() > 253);
-        assert_eq!(normalize_host(&long), None);
-    }
-
-    #[test]
-    fn ip_literal_and_never_noted_table() {
-        let rows: &[(&str, bool, bool)] = &[
-            // (host, is_ip_literal, is_never_noted)
-            ("127.0.0.1", true, true),     // RFC 6797 §8.1.1: IPv4 literal
-            ("10.0.0.1.", true, true),     // with the root dot
-            ("::1", true, true),           // IPv6 without brackets
-            ("[::1]", true, true),         // IPv6 as a URI host (RFC 3986 §3.2.2)
-            ("[2001:db8::1]", true, true), // IPv6 as a URI host
-            ("[fe80::1%25eth0]", true, true), // IPv6 with a zone id (RFC 6874)
-            ("127.1", true, true),         // WHATWG URL: ends in a number → IPv4
-            ("0x7f.0.0.1", true, true),    // WHATWG URL: hex IPv4 part
-            ("2130706433", true, true),    // WHATWG URL: one-number IPv4
-            ("localhost", false, true),    // RFC 6761 §6.3
-            ("LOCALHOST.", false, true),   // case and root dot
-            ("app.localhost", false, true), // RFC 6761 §6.3: subdomains of localhost
-            ("notlocalhost", false, false), // only the label, not the suffix string
-            ("localhost.example", false, false),
-            ("example.com", false, false),
-            ("1.example.com", false, false), // a numeric first label is fine
-            ("v6.example", false, false),
-        ];
-        for &(host, ip, never) in rows {
-            assert_eq!(is_ip_literal(host), ip, "is_ip_literal({host:?})");
-            assert_eq!(is_never_noted(host), never, "is_never_noted({host:?})");
-        }
     }
 
     /// RFC 6797 §8.2 matching, one row per case.
@@ -1058,7 +640,7 @@ mod tests {
         let e = store.add_manual_at("Manual.Test.", false, 60, NOW).unwrap();
         assert_eq!(
             e,
-            Entry {
+            StoredEntry {
                 domain: "manual.test".into(),
                 include_subdomains: false,
                 expires_at: Some(NOW + 60),
@@ -1134,7 +716,7 @@ mod tests {
             ("bad..test", Some(NOW + 60), Source::Learned),
             ("10.0.0.1", Some(NOW + 60), Source::Manual),
         ] {
-            input.push(Entry {
+            input.push(StoredEntry {
                 domain: domain.into(),
                 include_subdomains: false,
                 expires_at,
@@ -1144,37 +726,6 @@ mod tests {
         assert_eq!(copy.restore_at(input, NOW + 1), 2);
         assert_eq!(copy.dynamic_entries_at(NOW + 1), entries);
         assert_eq!(copy.generation(), 0);
-    }
-
-    #[test]
-    fn entry_json_shape_matches_the_admin_contract() {
-        let learned = Entry {
-            domain: "example.com".into(),
-            include_subdomains: true,
-            expires_at: Some(1_700_000_000),
-            source: Source::Learned,
-        };
-        assert_eq!(
-            serde_json::to_value(&learned).unwrap(),
-            serde_json::json!({"domain": "example.com", "include_subdomains": true,
-                               "expires_at": 1_700_000_000u64, "source": "learned"})
-        );
-        let pre = Entry {
-            domain: "dev".into(),
-            include_subdomains: true,
-            expires_at: None,
-            source: Source::Preload,
-        };
-        assert_eq!(
-            serde_json::to_value(&pre).unwrap(),
-            serde_json::json!({"domain": "dev", "include_subdomains": true,
-                               "expires_at": null, "source": "preload"})
-        );
-        let manual: Entry = serde_json::from_str(
-            r#"{"domain":"m.test","include_subdomains":false,"expires_at":5,"source":"manual"}"#,
-        )
-        .unwrap();
-        assert_eq!(manual.source, Source::Manual);
     }
 
     #[test]

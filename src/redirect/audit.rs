@@ -1,93 +1,12 @@
-//! The 3xx audit and rewrite (RFC 9110 §15.4), and per-client redirect-loop tracking.
-//!
-//! [`audit`] is a pure function: it looks at one upstream response status and its `Location`
-//! against the request that caused it, and returns the findings plus what (if anything) to change
-//! in the response. [`RedirectDecision::apply`] makes that change on the response head. The proxy
-//! calls both for every upstream response, on the plain and the intercepted path alike.
-//!
-//! [`RedirectChains`] follows each client through the redirects it is given, to notice when it
-//! comes back to a URL it already visited in the same chain (`redirect_loop`).
-//!
-//! Where the RFC and the browsers differ, the browsers' behaviour (the Fetch standard's
-//! "HTTP-redirect fetch", §4.4) decides what a client will actually do, because that is what the
-//! findings must predict.
+//! The pure 3xx audit and rewrite (RFC 9110 §15.4): one upstream response and the request that
+//! caused it in, the findings and the changes to make on the response head out. No I/O.
 
+use super::{quote, RedirectPolicy};
 use crate::finding::{Finding, FindingKind};
-use dashmap::DashMap;
+use crate::hsts::upgrade::upgrade_url;
 use http::{header::LOCATION, HeaderValue, Method, StatusCode};
-use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
 use std::fmt;
-use std::net::IpAddr;
-use std::str::FromStr;
-use std::time::{Duration, Instant};
-use thiserror::Error;
-use url::{Position, Url};
-
-/// How many redirects a client follows before it gives up: 20 in the Fetch standard (§4.4
-/// "HTTP-redirect fetch": "If request's redirect count is 20, then return a network error"),
-/// Chromium (`kMaxRedirects`) and Firefox (`network.http.redirection-limit`). It is the
-/// default chain length for [`RedirectChains::new`].
-pub const MAX_REDIRECTS: usize = 20;
-
-/// How many redirect chains one client may have in flight at once. A browser loads many
-/// resources in parallel and every client behind a local proxy shares one address, so one chain
-/// per client would be broken by every unrelated request; 16 is plenty for real pages and keeps
-/// a misbehaving client's memory bounded.
-const MAX_CHAINS_PER_CLIENT: usize = 16;
-
-/// URLs and Locations quoted in a finding are cut to this many characters: a Location can be as
-/// long as the header limit allows, and a finding is one console line.
-const MAX_QUOTED_CHARS: usize = 200;
-
-/// Errors of this module: only configuration can fail here (the audit itself never fails, it
-/// turns every oddity of the upstream's response into a finding).
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum RedirectError {
-    /// `--redirect-policy` (or `redirect_policy` in the config file) named no known policy.
-    #[error("unknown redirect policy {0:?}: expected \"log\" or \"rewrite\"")]
-    UnknownPolicy(String),
-}
-
-/// What the proxy does with an ambiguous `301`/`302` answering a method other than GET/HEAD.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RedirectPolicy {
-    /// Log the finding and pass the response unchanged (the default: the proxy stays transparent).
-    #[default]
-    Log,
-    /// Rewrite `302`→`307` and `301`→`308`, so every client repeats the same method and body
-    /// (RFC 9110 §15.4.8, §15.4.9), instead of the GET most clients switch to (§15.4.2, §15.4.3).
-    Rewrite,
-}
-
-impl RedirectPolicy {
-    /// The name used on the command line and in the config file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RedirectPolicy::Log => "log",
-            RedirectPolicy::Rewrite => "rewrite",
-        }
-    }
-}
-
-impl fmt::Display for RedirectPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for RedirectPolicy {
-    type Err = RedirectError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "log" => Ok(RedirectPolicy::Log),
-            "rewrite" => Ok(RedirectPolicy::Rewrite),
-            other => Err(RedirectError::UnknownPolicy(other.to_owned())),
-        }
-    }
-}
+use url::Url;
 
 /// What [`audit`] decided about one response.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -100,23 +19,11 @@ pub struct RedirectDecision {
     pub new_location: Option<HeaderValue>,
     /// Where the client goes next: the `Location` resolved against the request URL (after any
     /// rewrite of it). `None` when the response is no redirect or the `Location` is missing or
-    /// unparsable. Feed it to [`RedirectChains::observe`].
+    /// unparsable. Feed it to [`super::RedirectChains::observe`].
     pub target: Option<Url>,
 }
 
 impl RedirectDecision {
-    /// True when the response passes unchanged.
-    pub fn is_unchanged(&self) -> bool {
-        self.new_status.is_none() && self.new_location.is_none()
-    }
-
-    /// The original status, for the traffic log's `rewritten_from`, when the status was rewritten.
-    pub fn rewritten_from(&self, original: StatusCode) -> Option<u16> {
-        self.new_status
-            .filter(|new| *new != original)
-            .map(|_| original.as_u16())
-    }
-
     /// Makes the decided changes on a response head.
     pub fn apply(&self, parts: &mut http::response::Parts) {
         if let Some(status) = self.new_status {
@@ -178,12 +85,15 @@ pub fn audit(
     if let Some(url) = target.as_mut() {
         // RFC 6797 §8.3: a Known HSTS Host is only ever reached over https, whatever the
         // Location says; any other http target from an https page is a downgrade.
-        if insecure_counterpart(url.scheme()).is_some() {
+        if is_insecure(url.scheme()) {
             let known = url.domain().is_some_and(hsts_known);
             if known || is_secure(request_url.scheme()) {
                 let original = url.clone();
-                if known && upgrade(url) {
-                    decision.new_location = HeaderValue::from_str(url.as_str()).ok();
+                // The one http→https mapping of RFC 6797 §8.3 (hsts::upgrade), as for the
+                // proxy's own internal redirect.
+                if let Some(upgraded) = upgrade_url(url).filter(|_| known) {
+                    decision.new_location = HeaderValue::from_str(upgraded.as_str()).ok();
+                    *url = upgraded;
                 }
                 let rewritten = decision.new_location.is_some().then_some(&*url);
                 decision
@@ -237,17 +147,6 @@ pub fn audit(
     decision
 }
 
-/// One readable console line for a finding: the kind, then the sentence that says what to fix.
-/// Control characters are replaced so that a finding can never forge extra log lines.
-pub fn console_line(finding: &Finding) -> String {
-    let detail: String = finding
-        .detail
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    format!("{}: {}", finding.kind, detail)
-}
-
 /// Whether a client would follow `status` with the same method and body (Fetch §4.4,
 /// "HTTP-redirect fetch", step 12): browsers switch to GET only on 301/302 answering POST and on
 /// 303; 307/308 keep everything (RFC 9110 §15.4.8, §15.4.9), and so does a 301/302 answering
@@ -265,28 +164,14 @@ fn carries_body(method: &Method) -> bool {
     method == Method::POST || method == Method::PUT || method == Method::PATCH
 }
 
-/// For an insecure scheme, its secure counterpart (RFC 6797 §8.3 applies to http, and browsers
-/// apply it to ws as well).
-fn insecure_counterpart(scheme: &str) -> Option<&'static str> {
-    match scheme {
-        "http" => Some("https"),
-        "ws" => Some("wss"),
-        _ => None,
-    }
+/// The insecure schemes (RFC 6797 §8.3 applies to http, and browsers apply it to ws as well).
+/// The WHATWG parser lowercases the scheme.
+fn is_insecure(scheme: &str) -> bool {
+    scheme == "http" || scheme == "ws"
 }
 
 fn is_secure(scheme: &str) -> bool {
     scheme == "https" || scheme == "wss"
-}
-
-/// Moves an http/ws URL to https/wss as RFC 6797 §8.3 says: an explicit port 80 becomes the
-/// default 443 (the url crate already drops a default port, so it stays dropped), any other
-/// explicit port is kept. Returns whether the URL changed.
-fn upgrade(url: &mut Url) -> bool {
-    match insecure_counterpart(url.scheme()) {
-        Some(secure) => url.set_scheme(secure).is_ok(),
-        None => false,
-    }
 }
 
 /// Resolves a Location value against the request URL (RFC 9110 §10.2.2, RFC 3986 §5), with the
@@ -402,201 +287,8 @@ fn bad_location(subject: &Subject<'_>, value: &HeaderValue, reason: &str) -> Fin
     )
 }
 
-/// Cuts a quoted text to [`MAX_QUOTED_CHARS`], marking the cut.
-fn quote(text: &str) -> String {
-    match text.char_indices().nth(MAX_QUOTED_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
-}
-
 fn quote_url(url: &str) -> String {
     quote(url)
-}
-
-/// Per-client redirect chains, to find clients sent round in a loop.
-///
-/// A chain starts at a redirect answer; the client's next request to the pending target extends
-/// it; a non-redirect answer to that target ends it, and so does silence (no request to the
-/// target within `idle`: clients follow redirects at once). A target already in the chain is a
-/// loop, reported once per chain. Since every client behind a local proxy may share one address
-/// and browsers load in parallel, a client may have several chains in flight (up to 16): a
-/// request to an unrelated URL leaves them alone rather than ending them.
-///
-/// Memory is bounded: a chain keeps its last `max_chain` URLs, at most `max_clients` clients are
-/// tracked (the least recently active is dropped first; concurrent inserts may overshoot by the
-/// number of threads), and clients with no chain in flight take no space.
-pub struct RedirectChains {
-    clients: DashMap<IpAddr, ClientChains>,
-    max_chain: usize,
-    max_clients: usize,
-    idle: Duration,
-}
-
-struct ClientChains {
-    chains: Vec<Chain>,
-    last_active: Instant,
-}
-
-struct Chain {
-    /// The URLs requested in this chain, oldest first (at most `max_chain`).
-    visited: VecDeque<String>,
-    /// Where the last redirect sent the client.
-    pending: String,
-    last_step: Instant,
-    /// A loop was already reported for this chain: the client going round again is no news.
-    looped: bool,
-}
-
-impl RedirectChains {
-    /// `max_chain` is the number of URLs a chain remembers ([`MAX_REDIRECTS`] is the browsers'
-    /// limit), `max_clients` the number of client addresses tracked at once, `idle` how long a
-    /// chain waits for the client to follow its redirect.
-    pub fn new(max_chain: usize, max_clients: usize, idle: Duration) -> Self {
-        RedirectChains {
-            clients: DashMap::new(),
-            max_chain: max_chain.max(1),
-            max_clients: max_clients.max(1),
-            idle,
-        }
-    }
-
-    /// Records one exchange of `client`: the URL it requested, and the resolved `Location` when
-    /// the answer was a redirect. Returns a `redirect_loop` finding when that target was already
-    /// visited in the chain.
-    pub fn observe(
-        &self,
-        client: IpAddr,
-        request_url: &Url,
-        target: Option<&Url>,
-    ) -> Option<Finding> {
-        self.observe_at(client, request_url, target, Instant::now())
-    }
-
-    /// How many clients have chains in flight (for metrics).
-    pub fn tracked_clients(&self) -> usize {
-        self.clients.len()
-    }
-
-    fn observe_at(
-        &self,
-        client: IpAddr,
-        request_url: &Url,
-        target: Option<&Url>,
-        now: Instant,
-    ) -> Option<Finding> {
-        let mut entry = match self.clients.get_mut(&client) {
-            Some(entry) => entry,
-            // No chain in flight and no redirect: nothing to remember (the common case).
-            None if target.is_none() => return None,
-            None => {
-                self.make_room(now);
-                self.clients.entry(client).or_insert_with(|| ClientChains {
-                    chains: Vec::new(),
-                    last_active: now,
-                })
-            }
-        };
-        let idle = self.idle;
-        entry
-            .chains
-            .retain(|chain| now.saturating_duration_since(chain.last_step) <= idle);
-        entry.last_active = now;
-
-        let url = chain_key(request_url);
-        let found = entry.chains.iter().position(|chain| chain.pending == url);
-        let mut finding = None;
-        match (found, target) {
-            (Some(i), Some(target)) => {
-                let mut chain = entry.chains.swap_remove(i);
-                chain.visited.push_back(url);
-                chain.pending = chain_key(target);
-                chain.last_step = now;
-                finding = self.check_loop(client, &mut chain);
-                entry.chains.push(chain);
-            }
-            // The chain ends in a page (or an error): the client got somewhere.
-            (Some(i), None) => {
-                entry.chains.swap_remove(i);
-            }
-            (None, Some(target)) => {
-                let mut chain = Chain {
-                    visited: VecDeque::from([url]),
-                    pending: chain_key(target),
-                    last_step: now,
-                    looped: false,
-                };
-                finding = self.check_loop(client, &mut chain);
-                if entry.chains.len() >= MAX_CHAINS_PER_CLIENT {
-                    if let Some(oldest) =
-                        (0..entry.chains.len()).min_by_key(|&i| entry.chains[i].last_step)
-                    {
-                        entry.chains.swap_remove(oldest);
-                    }
-                }
-                entry.chains.push(chain);
-            }
-            (None, None) => {}
-        }
-        let empty = entry.chains.is_empty();
-        drop(entry);
-        if empty {
-            self.clients.remove_if(&client, |_, c| c.chains.is_empty());
-        }
-        finding
-    }
-
-    /// Trims the chain to its last `max_chain` URLs and reports a loop once.
-    fn check_loop(&self, client: IpAddr, chain: &mut Chain) -> Option<Finding> {
-        while chain.visited.len() > self.max_chain {
-            chain.visited.pop_front();
-        }
-        let start = chain.visited.iter().position(|u| *u == chain.pending)?;
-        if chain.looped {
-            return None;
-        }
-        chain.looped = true;
-        let redirects = chain.visited.len() - start;
-        let mut path: Vec<String> = chain.visited.iter().skip(start).map(|u| quote(u)).collect();
-        path.push(quote(&chain.pending));
-        Some(Finding::new(
-            FindingKind::RedirectLoop,
-            format!(
-                "client {client} was redirected in a loop: {} ({redirects} redirect{}) → fix \
-                 the redirect rules so that the chain ends in a page; browsers give up after \
-                 {MAX_REDIRECTS} redirects (ERR_TOO_MANY_REDIRECTS)",
-                path.join(" → "),
-                if redirects == 1 { "" } else { "s" }
-            ),
-        ))
-    }
-
-    /// Makes room for one more client: drops idle ones, then the least recently active.
-    fn make_room(&self, now: Instant) {
-        if self.clients.len() < self.max_clients {
-            return;
-        }
-        let idle = self.idle;
-        self.clients
-            .retain(|_, c| now.saturating_duration_since(c.last_active) <= idle);
-        if self.clients.len() < self.max_clients {
-            return;
-        }
-        let oldest = self
-            .clients
-            .iter()
-            .min_by_key(|c| c.last_active)
-            .map(|c| *c.key());
-        if let Some(ip) = oldest {
-            self.clients.remove(&ip);
-        }
-    }
-}
-
-/// The URL as a chain remembers it: the fragment is dropped, since it never reaches the server
-/// (RFC 9110 §4.2.5) and a Location's fragment only scrolls the page.
-fn chain_key(url: &Url) -> String {
-    url[..Position::AfterQuery].to_owned()
 }
 
 #[cfg(test)]
@@ -696,11 +388,7 @@ mod tests {
             assert_eq!(kinds(&rw), expected, "rewrite {status} {method}");
             let sent = rw.new_status.map_or(*status, |s| s.as_u16());
             assert_eq!(sent, *rewritten, "rewrite {status} {method}");
-            assert_eq!(
-                rw.rewritten_from(StatusCode::from_u16(*status).unwrap())
-                    .is_some(),
-                *risky
-            );
+            assert_eq!(rw.new_status.is_some_and(|s| s.as_u16() != *status), *risky);
             assert_eq!(
                 rw.new_location, None,
                 "relative Location is passed on unchanged"
@@ -931,7 +619,7 @@ mod tests {
         );
         assert_eq!(d, RedirectDecision::default());
         assert_eq!(d.findings.capacity(), 0);
-        assert!(d.is_unchanged());
+        assert!(d.new_status.is_none() && d.new_location.is_none());
     }
 
     #[test]
@@ -958,7 +646,7 @@ mod tests {
         assert!(parts.extensions.get::<hyper::ext::ReasonPhrase>().is_none());
         let locations: Vec<_> = parts.headers.get_all(LOCATION).iter().collect();
         assert_eq!(locations, [HeaderValue::from_static("https://shop.test/x")]);
-        assert_eq!(d.rewritten_from(StatusCode::FOUND), Some(302));
+        assert_eq!(d.new_status, Some(StatusCode::TEMPORARY_REDIRECT));
 
         // An unchanged decision leaves the reason phrase alone.
         let mut parts = http::Response::builder()
@@ -994,170 +682,6 @@ mod tests {
         assert!(
             err.contains("\"log\"") && err.contains("\"rewrite\"") && err.contains("fix"),
             "{err}"
-        );
-    }
-
-    #[test]
-    fn console_line_is_one_line() {
-        let f = Finding::new(MethodChangeRisk, "a\nb\r\nc");
-        assert_eq!(console_line(&f), "method_change_risk: a b  c");
-    }
-
-    // --- RedirectChains ---
-
-    fn ip(last: u8) -> IpAddr {
-        IpAddr::from([127, 0, 0, last])
-    }
-
-    fn chains() -> RedirectChains {
-        RedirectChains::new(MAX_REDIRECTS, 1000, Duration::from_secs(30))
-    }
-
-    #[test]
-    fn loop_a_b_a_is_found_and_named() {
-        let c = chains();
-        let (a, b) = (url("https://a.test/"), url("https://b.test/"));
-        assert_eq!(c.observe(ip(1), &a, Some(&b)), None);
-        let f = c.observe(ip(1), &b, Some(&a)).expect("loop");
-        assert_eq!(f.kind, RedirectLoop);
-        assert!(
-            f.detail
-                .contains("https://a.test/ → https://b.test/ → https://a.test/"),
-            "{}",
-            f.detail
-        );
-        assert!(f.detail.contains("2 redirects"), "{}", f.detail);
-    }
-
-    #[test]
-    fn self_redirect_is_a_loop() {
-        let c = chains();
-        let a = url("https://a.test/x");
-        assert!(c.observe(ip(1), &a, Some(&a)).is_some());
-    }
-
-    #[test]
-    fn loop_is_reported_once_per_chain() {
-        let c = chains();
-        let (a, b) = (url("https://a.test/"), url("https://b.test/"));
-        let mut found = 0;
-        for i in 0..10 {
-            let (from, to) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
-            found += c.observe(ip(1), from, Some(to)).is_some() as usize;
-        }
-        assert_eq!(found, 1);
-    }
-
-    #[test]
-    fn straight_chain_ends_without_finding() {
-        let c = chains();
-        let urls: Vec<Url> = (0..5)
-            .map(|i| url(&format!("https://a.test/{i}")))
-            .collect();
-        for w in urls.windows(2) {
-            assert_eq!(c.observe(ip(1), &w[0], Some(&w[1])), None);
-        }
-        assert_eq!(c.observe(ip(1), &urls[4], None), None);
-        assert_eq!(c.tracked_clients(), 0, "a finished chain takes no space");
-        // A new visit to the start is a new chain, not a loop.
-        assert_eq!(c.observe(ip(1), &urls[4], Some(&urls[0])), None);
-    }
-
-    #[test]
-    fn chain_keeps_only_the_last_max_chain_urls() {
-        let c = chains();
-        let urls: Vec<Url> = (0..31)
-            .map(|i| url(&format!("https://a.test/{i}")))
-            .collect();
-        for w in urls.windows(2).take(29) {
-            assert_eq!(c.observe(ip(1), &w[0], Some(&w[1])), None);
-        }
-        let len = c.clients.get(&ip(1)).unwrap().chains[0].visited.len();
-        assert_eq!(len, MAX_REDIRECTS, "capped at 20");
-        // urls[0] fell out of the window: going back there is not seen as a loop…
-        assert_eq!(c.observe(ip(1), &urls[29], Some(&urls[0])), None);
-        // …while a URL still in the window is.
-        assert!(c.observe(ip(1), &urls[0], Some(&urls[20])).is_some());
-    }
-
-    #[test]
-    fn clients_do_not_mix() {
-        let c = chains();
-        let (a, b) = (url("https://a.test/"), url("https://b.test/"));
-        assert_eq!(c.observe(ip(1), &a, Some(&b)), None);
-        // Client 2 requests B and is sent to A: a chain of its own, no loop.
-        assert_eq!(c.observe(ip(2), &b, Some(&a)), None);
-        assert_eq!(c.tracked_clients(), 2);
-    }
-
-    #[test]
-    fn unrelated_requests_do_not_break_a_chain() {
-        let c = chains();
-        let (a, b, css) = (
-            url("https://a.test/"),
-            url("https://b.test/"),
-            url("https://a.test/x.css"),
-        );
-        c.observe(ip(1), &a, Some(&b));
-        assert_eq!(c.observe(ip(1), &css, None), None);
-        assert!(c.observe(ip(1), &b, Some(&a)).is_some());
-    }
-
-    #[test]
-    fn a_page_ends_the_chain() {
-        let c = chains();
-        let (a, b) = (url("https://a.test/"), url("https://b.test/"));
-        c.observe(ip(1), &a, Some(&b));
-        assert_eq!(c.observe(ip(1), &b, None), None);
-        assert_eq!(
-            c.observe(ip(1), &b, Some(&a)),
-            None,
-            "new chain starting at B"
-        );
-    }
-
-    #[test]
-    fn fragment_of_the_target_is_ignored() {
-        let c = chains();
-        let (a, b) = (url("https://a.test/"), url("https://b.test/#top"));
-        c.observe(ip(1), &a, Some(&b));
-        assert!(c
-            .observe(ip(1), &url("https://b.test/"), Some(&a))
-            .is_some());
-    }
-
-    #[test]
-    fn idle_chains_expire() {
-        let c = RedirectChains::new(MAX_REDIRECTS, 1000, Duration::from_secs(5));
-        let (a, b) = (url("https://a.test/"), url("https://b.test/"));
-        let t0 = Instant::now();
-        c.observe_at(ip(1), &a, Some(&b), t0);
-        let late = t0 + Duration::from_secs(6);
-        assert_eq!(c.observe_at(ip(1), &b, Some(&a), late), None);
-    }
-
-    #[test]
-    fn client_count_is_bounded() {
-        let c = RedirectChains::new(MAX_REDIRECTS, 2, Duration::from_secs(30));
-        let (a, b) = (url("https://a.test/"), url("https://b.test/"));
-        let t0 = Instant::now();
-        for i in 1..=3u8 {
-            c.observe_at(ip(i), &a, Some(&b), t0 + Duration::from_millis(i.into()));
-        }
-        assert_eq!(c.tracked_clients(), 2);
-        assert!(
-            c.clients.get(&ip(1)).is_none(),
-            "the least recently active client went first"
-        );
-        let mut chains_of_one = RedirectChains::new(MAX_REDIRECTS, 10, Duration::from_secs(30));
-        chains_of_one.max_chain = MAX_REDIRECTS;
-        for i in 0..40 {
-            let from = url(&format!("https://a.test/{i}"));
-            chains_of_one.observe(ip(9), &from, Some(&b));
-        }
-        assert_eq!(
-            chains_of_one.clients.get(&ip(9)).unwrap().chains.len(),
-            MAX_CHAINS_PER_CLIENT
         );
     }
 }

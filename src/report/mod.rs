@@ -9,21 +9,20 @@
 //! A log may be cut mid-line (a crash, a full disk, a rotation): unparsable lines are skipped and
 //! counted, naming the first, so that one bad line never hides a whole run.
 
-use crate::finding::{Finding, FindingKind};
-use crate::hsts::header::{parse_sts, StsPolicy};
-use crate::traffic::{Action, TrafficRecord};
-use serde_json::{json, Value};
-use std::collections::BTreeMap;
-use std::fmt;
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-use thiserror::Error;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
+mod har;
+mod preload;
+mod text;
 
-/// The preload list's minimum `max-age`: one year (hstspreload.org submission requirements;
-/// Chromium's `net/http/transport_security_state_static.json` policy).
-pub const PRELOAD_MIN_MAX_AGE: u64 = 31_536_000;
+pub use har::write_har;
+pub use preload::{preload_verdict, PreloadVerdict, PRELOAD_MIN_MAX_AGE};
+
+use crate::finding::{Finding, FindingKind};
+use crate::traffic::{Action, TrafficRecord};
+use std::collections::BTreeMap;
+use std::io;
+use std::path::PathBuf;
+use thiserror::Error;
+use time::OffsetDateTime;
 
 /// Errors of the report. Bad lines are not errors (they are skipped and counted); a log in which
 /// no line parses is, since it is most likely not a traffic log at all.
@@ -57,17 +56,6 @@ pub struct SkippedLine {
 }
 
 /// What one host's STS fields say about the preload list.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PreloadVerdict {
-    /// max-age ≥ 31536000, includeSubDomains and preload are all there.
-    Ready,
-    /// A valid field that misses some requirement; each entry says which.
-    NotReady(Vec<String>),
-    /// The field does not parse (RFC 6797 §6.1: browsers ignore it).
-    Invalid(String),
-    /// Only ever sent over plain HTTP, where browsers ignore it (RFC 6797 §8.1).
-    OverHttpOnly,
-}
 
 /// A host that sent `Strict-Transport-Security`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -193,148 +181,6 @@ impl StsSeen {
 /// The header part of the preload requirements (hstspreload.org): max-age of at least one
 /// year, includeSubDomains, and the preload token. (The parser caps max-age at one year, so
 /// "at least" means "at the cap".)
-pub fn preload_verdict(value: &str) -> PreloadVerdict {
-    match parse_sts(value.as_bytes()) {
-        Err(e) => PreloadVerdict::Invalid(e.to_string()),
-        Ok(StsPolicy {
-            max_age,
-            include_subdomains,
-            preload,
-        }) => {
-            let mut missing = Vec::new();
-            if max_age < PRELOAD_MIN_MAX_AGE {
-                missing.push(format!("max-age {max_age} < {PRELOAD_MIN_MAX_AGE}"));
-            }
-            if !include_subdomains {
-                missing.push("no includeSubDomains".to_owned());
-            }
-            if !preload {
-                missing.push("no preload".to_owned());
-            }
-            if missing.is_empty() {
-                PreloadVerdict::Ready
-            } else {
-                PreloadVerdict::NotReady(missing)
-            }
-        }
-    }
-}
-
-impl fmt::Display for PreloadVerdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PreloadVerdict::Ready => f.write_str("preload-ready"),
-            PreloadVerdict::NotReady(missing) => {
-                write!(f, "not preload-ready: {}", missing.join(", "))
-            }
-            PreloadVerdict::Invalid(e) => {
-                write!(f, "invalid, ignored by browsers (RFC 6797 §6.1): {e}")
-            }
-            PreloadVerdict::OverHttpOnly => {
-                f.write_str("sent over plain HTTP only, ignored by browsers (RFC 6797 §8.1)")
-            }
-        }
-    }
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Traffic report: {} exchanges", self.records)?;
-        if let (Some(first), Some(last)) = (self.first_ts, self.last_ts) {
-            write!(f, ", {} → {}", show_ts(first), show_ts(last))?;
-        }
-        writeln!(f)?;
-        if let Some(first) = &self.first_skipped {
-            writeln!(
-                f,
-                "Skipped {} unparsable line{} (first: line {}: {})",
-                self.skipped,
-                plural(self.skipped),
-                first.line,
-                first.error
-            )?;
-        }
-
-        writeln!(f, "\nBy action:")?;
-        for action in Action::ALL {
-            let n = self.by_action.get(&action).copied().unwrap_or(0);
-            writeln!(f, "  {:<24}{n:>8}", action.as_str())?;
-        }
-
-        writeln!(f, "\nBy status:")?;
-        for (status, n) in &self.by_status {
-            writeln!(f, "  {:<24}{n:>8}", status_label(*status))?;
-        }
-        for ((from, to), n) in &self.rewritten {
-            writeln!(
-                f,
-                "  ({n} rewritten {from} → {to} by --redirect-policy rewrite)"
-            )?;
-        }
-
-        let total: usize = FindingKind::ALL
-            .iter()
-            .map(|k| self.finding_count(*k))
-            .sum();
-        writeln!(f, "\nFindings: {total}")?;
-        for (kind, hosts) in &self.findings {
-            writeln!(f, "  {kind} ({})", self.finding_count(*kind))?;
-            for (host, details) in hosts {
-                let n: usize = details.values().sum();
-                writeln!(f, "    {host} ({n})")?;
-                for (detail, count) in details {
-                    writeln!(f, "      {count}× {detail}")?;
-                }
-            }
-        }
-
-        writeln!(
-            f,
-            "\nHosts that sent Strict-Transport-Security: {}",
-            self.sts_hosts.len()
-        )?;
-        for (host, sts) in &self.sts_hosts {
-            writeln!(f, "  {host}: {}", sts.verdict)?;
-            write!(f, "    {}", sts.value)?;
-            if sts.distinct_values > 1 {
-                write!(f, " (last of {} different values)", sts.distinct_values)?;
-            }
-            if sts.over_http > 0 && sts.verdict != PreloadVerdict::OverHttpOnly {
-                write!(
-                    f,
-                    " (also sent {} time{} over plain HTTP)",
-                    sts.over_http,
-                    plural(sts.over_http)
-                )?;
-            }
-            writeln!(f)?;
-        }
-        Ok(())
-    }
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 {
-        ""
-    } else {
-        "s"
-    }
-}
-
-fn status_label(status: u16) -> String {
-    match http::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-    {
-        Some(reason) => format!("{status} {reason}"),
-        None if status == 0 => "0 (no response)".to_owned(),
-        None => status.to_string(),
-    }
-}
-
-fn show_ts(ts: OffsetDateTime) -> String {
-    ts.format(&Rfc3339).unwrap_or_else(|_| ts.to_string())
-}
 
 struct ParsedLog {
     records: Vec<TrafficRecord>,
@@ -397,130 +243,12 @@ fn is_secure_url(url: &str) -> bool {
 
 /// Writes the log as HAR 1.2 (<http://www.softwareishard.com/blog/har-12-spec/>) to `out`, and
 /// returns the number of entries. What the log does not know (headers, HTTP version, MIME type)
-/// is written as empty; the findings, the action and the client go into `_`-prefixed custom
-/// fields, which the spec reserves for that.
-pub fn write_har(log_text: &str, out: &Path) -> Result<usize, ReportError> {
-    let parsed = parse_log(log_text)?;
-    let entries: Vec<Value> = parsed.records.iter().map(har_entry).collect();
-    let count = entries.len();
-    let har = json!({
-        "log": {
-            "version": "1.2",
-            "creator": { "name": "strictproxy", "version": env!("CARGO_PKG_VERSION") },
-            "pages": [],
-            "entries": entries,
-        }
-    });
-    let write_err = |source| ReportError::WriteHar {
-        path: out.to_owned(),
-        source,
-    };
-    let file = std::fs::File::create(out).map_err(write_err)?;
-    let mut writer = io::BufWriter::new(file);
-    serde_json::to_writer_pretty(&mut writer, &har).map_err(|e| write_err(e.into()))?;
-    writer.write_all(b"\n").map_err(write_err)?;
-    writer.flush().map_err(write_err)?;
-    Ok(count)
-}
-
-fn har_entry(rec: &TrafficRecord) -> Value {
-    let url = har_url(rec);
-    let query: Vec<Value> = url::Url::parse(&url)
-        .map(|u| {
-            u.query_pairs()
-                .map(|(name, value)| json!({ "name": name, "value": value }))
-                .collect()
-        })
-        .unwrap_or_default();
-    let response_headers: Vec<Value> = rec
-        .sts
-        .iter()
-        .map(|v| json!({ "name": "Strict-Transport-Security", "value": v }))
-        .collect();
-    let (status_text, redirect_url) = match rec.action {
-        // What the proxy itself sends, as Chromium does (see hsts::upgrade).
-        Action::HstsInternalRedirect => ("Internal Redirect".to_owned(), https_of(&url)),
-        _ => (
-            http::StatusCode::from_u16(rec.status)
-                .ok()
-                .and_then(|s| s.canonical_reason())
-                .unwrap_or("")
-                .to_owned(),
-            String::new(),
-        ),
-    };
-    let mut entry = json!({
-        "startedDateTime": har_ts(rec.ts),
-        "time": rec.duration_ms,
-        "request": {
-            "method": rec.method,
-            "url": url,
-            "httpVersion": "",
-            "headers": [],
-            "queryString": query,
-            "cookies": [],
-            "headersSize": -1,
-            "bodySize": rec.request_bytes,
-        },
-        "response": {
-            "status": rec.status,
-            "statusText": status_text,
-            "httpVersion": "",
-            "headers": response_headers,
-            "cookies": [],
-            "content": { "size": rec.response_bytes, "mimeType": "" },
-            "redirectURL": redirect_url,
-            "headersSize": -1,
-            "bodySize": rec.response_bytes,
-        },
-        "cache": {},
-        // Only the total is measured: it is all "wait" (send + wait + receive = time).
-        "timings": { "send": 0, "wait": rec.duration_ms, "receive": 0 },
-        "_action": rec.action,
-        "_client": rec.client,
-        "_findings": rec.findings,
-    });
-    if let (Some(from), Some(obj)) = (rec.rewritten_from, entry.as_object_mut()) {
-        obj.insert("_rewrittenFrom".to_owned(), json!(from));
-    }
-    entry
-}
-
-/// HAR wants absolute URLs; a CONNECT's authority-form target is shown as the https origin it
-/// almost always carries.
-fn har_url(rec: &TrafficRecord) -> String {
-    if !rec.url.contains("://") && rec.method.eq_ignore_ascii_case("CONNECT") {
-        format!("https://{}/", rec.url)
-    } else {
-        rec.url.clone()
-    }
-}
-
-/// The https URL an internal redirect pointed to (RFC 6797 §8.3; the url crate already drops a
-/// default port 80, so it becomes the default 443).
-fn https_of(url: &str) -> String {
-    url::Url::parse(url)
-        .ok()
-        .and_then(|mut u| {
-            let secure = match u.scheme() {
-                "http" => "https",
-                "ws" => "wss",
-                _ => return None,
-            };
-            u.set_scheme(secure).ok()?;
-            Some(u.to_string())
-        })
-        .unwrap_or_default()
-}
-
-fn har_ts(ts: OffsetDateTime) -> String {
-    // The same text as the log's `ts`: HAR asks for ISO 8601.
-    crate::traffic::format_ts(ts).unwrap_or_else(|_| show_ts(ts))
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
+    use std::path::Path;
 
     /// A small QA run: every action, a rewrite, findings on two hosts, four STS senders, a line
     /// cut by a crash and a blank line.
