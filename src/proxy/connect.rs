@@ -81,7 +81,7 @@ pub async fn open(
             }
             Err(err) => {
                 shared.recorder.metrics.upstream_error(err.cause());
-                let culprit = crate::proxy::errors::culprit_of(&err);
+                let culprit = err.culprit();
                 shared
                     .recorder
                     .metrics
