@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use strictproxy::config::{mask_url_password, Config, FlagSet, KeySet, LogFormat, Overrides};
+use strictproxy::hsts::interop::Format;
 use strictproxy::hsts::store::normalize_host;
 
 #[derive(Parser)]
@@ -130,6 +131,34 @@ enum HstsAction {
     },
     /// Delete a learned or manual entry
     Delete { domain: String },
+    /// Write the learned and manual entries for curl (--hsts), wget (--hsts-file), Chromium
+    /// (a preload list) or as JSON, to stdout or --output
+    Export {
+        /// File format: curl's --hsts cache, wget's --hsts-file, a Chromium preload list, or JSON
+        #[arg(long, value_name = "curl|wget|chromium-preload|json")]
+        format: Format,
+        /// Write to FILE (created with mode 0600: it is a browsing history) instead of stdout
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Read a curl, wget, Chromium preload or JSON file into the store (all of it, or nothing)
+    Import {
+        /// File format: curl's --hsts cache, wget's --hsts-file, a Chromium preload list, or JSON
+        #[arg(long, value_name = "curl|wget|chromium-preload|json")]
+        format: Format,
+        /// The file to read
+        file: PathBuf,
+        /// Add the entries as manual ones (they outrank learned entries), or as learned ones
+        #[arg(long = "as", value_name = "manual|learned", value_enum, default_value_t = ImportAs::Manual)]
+        import_as: ImportAs,
+    },
+}
+
+/// What `hsts import` makes of each entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ImportAs {
+    Manual,
+    Learned,
 }
 
 fn main() -> ExitCode {
@@ -398,8 +427,66 @@ fn hsts_command(config: &Config, action: HstsAction) -> Result<ExitCode> {
             persist::save_atomic(path, &store.dynamic_entries())?;
             writeln!(out, "deleted {domain}")?;
         }
+        HstsAction::Export { format, output } => {
+            hsts_export(store.as_ref(), format, output.as_deref(), &mut out)?
+        }
+        HstsAction::Import {
+            format,
+            file,
+            import_as,
+        } => {
+            hsts_import(store.as_ref(), format, &file, import_as, &mut out)?;
+            persist::save_atomic(path, &store.dynamic_entries())?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `hsts export`: the store in another tool's format, to stdout or to a private file (wget
+/// ignores an HSTS database that others can write to; the store is a browsing history).
+fn hsts_export(
+    store: &dyn strictproxy::hsts::store::HstsStore,
+    format: strictproxy::hsts::interop::Format,
+    output: Option<&std::path::Path>,
+    out: &mut impl Write,
+) -> Result<()> {
+    use strictproxy::hsts::{interop, store::now_unix};
+    let text = interop::export_store(store, format, now_unix());
+    match output {
+        Some(file) => strictproxy::private_file::create_private(file)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .with_context(|| format!("cannot write {}", file.display()))?,
+        None => out.write_all(text.as_bytes())?,
+    }
+    Ok(())
+}
+
+/// `hsts import`: all the file's entries or none (a malformed line names its number).
+fn hsts_import(
+    store: &dyn strictproxy::hsts::store::HstsStore,
+    format: strictproxy::hsts::interop::Format,
+    file: &std::path::Path,
+    import_as: ImportAs,
+    out: &mut impl Write,
+) -> Result<()> {
+    use strictproxy::hsts::{interop, store::now_unix};
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let imported = interop::import(&text, format, now_unix())
+        .with_context(|| format!("{} ({format}): nothing imported", file.display()))?;
+    let learned = import_as == ImportAs::Learned;
+    let taken = interop::import_into(store, &imported, learned);
+    writeln!(
+        out,
+        "imported {taken} of {} entries from {} as {}; skipped {} expired, {} for a non-default port, {} not forcing https",
+        imported.entries.len(),
+        file.display(),
+        if learned { "learned" } else { "manual" },
+        imported.skipped_expired,
+        imported.skipped_ports,
+        imported.skipped_not_enforcing,
+    )?;
+    Ok(())
 }
 
 /// The `hsts` subcommands on the shared store (`--hsts-redis`): read from and write to Redis
@@ -446,6 +533,18 @@ async fn hsts_shared_command(config: &Config, action: HstsAction) -> Result<Exit
                 eprintln!("strictproxy: no learned or manual HSTS entry for {domain}");
                 ExitCode::from(1)
             }
+        }
+        HstsAction::Export { format, output } => {
+            hsts_export(store.as_ref(), format, output.as_deref(), &mut out)?;
+            ExitCode::SUCCESS
+        }
+        HstsAction::Import {
+            format,
+            file,
+            import_as,
+        } => {
+            hsts_import(store.as_ref(), format, &file, import_as, &mut out)?;
+            ExitCode::SUCCESS
         }
     };
     if !fleet.flush(std::time::Duration::from_secs(5)).await {
@@ -603,6 +702,41 @@ mod tests {
         let config = load(cli.flags, flags).unwrap();
         assert_eq!(config.listen.port(), 1);
         assert_eq!(config.ca_dir, PathBuf::from("sub"));
+    }
+
+    #[test]
+    fn hsts_export_and_import_round_trip_through_a_curl_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        let hsts = |store: &str, args: &[&str]| {
+            let argv = ["strictproxy", "hsts", "--hsts-store", store]
+                .into_iter()
+                .chain(args.iter().copied());
+            run(Cli::try_parse_from(argv).unwrap())
+        };
+        let (a, b, curl) = (path("a.json"), path("b.json"), path("curl.txt"));
+        hsts(&a, &["add", "cli.test", "--include-subdomains"]).unwrap();
+        hsts(&a, &["export", "--format", "curl", "--output", &curl]).unwrap();
+        let text = std::fs::read_to_string(&curl).unwrap();
+        assert!(text.contains(".cli.test \""), "{text}");
+        hsts(
+            &b,
+            &["import", "--format", "curl", &curl, "--as", "learned"],
+        )
+        .unwrap();
+        let stored = std::fs::read_to_string(&b).unwrap();
+        assert!(
+            stored.contains("cli.test") && stored.contains("learned"),
+            "{stored}"
+        );
+
+        // A malformed line: the error names it, and nothing is imported.
+        let bad = path("bad.txt");
+        std::fs::write(&bad, "ok.test \"unlimited\"\nnot a line\n").unwrap();
+        let c = path("c.json");
+        let err = hsts(&c, &["import", "--format", "curl", &bad]).unwrap_err();
+        assert!(format!("{err:#}").contains("line 2"), "{err:#}");
+        assert!(!std::path::Path::new(&c).exists());
     }
 
     #[test]
