@@ -218,7 +218,7 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn serve(config: Config) -> Result<()> {
-    let proxy = strictproxy::proxy::start(config).await?;
+    let proxy = strictproxy::server::start(config).await?;
     let ca_path = proxy.ca_path().display().to_string();
     // The banner is for a person; a closed stdout (a supervisor, `| head -1`) must not stop
     // the proxy, so write errors are ignored.
@@ -231,7 +231,7 @@ async fn serve(config: Config) -> Result<()> {
     Ok(())
 }
 
-fn print_banner(proxy: &strictproxy::proxy::RunningProxy, ca_path: &str) -> std::io::Result<()> {
+fn print_banner(proxy: &strictproxy::server::RunningProxy, ca_path: &str) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -258,7 +258,7 @@ fn print_banner(proxy: &strictproxy::proxy::RunningProxy, ca_path: &str) -> std:
 }
 
 #[cfg(unix)]
-async fn wait_for_shutdown(proxy: &strictproxy::proxy::RunningProxy) -> Result<()> {
+async fn wait_for_shutdown(proxy: &strictproxy::server::RunningProxy) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
@@ -275,7 +275,7 @@ async fn wait_for_shutdown(proxy: &strictproxy::proxy::RunningProxy) -> Result<(
 }
 
 #[cfg(not(unix))]
-async fn wait_for_shutdown(_proxy: &strictproxy::proxy::RunningProxy) -> Result<()> {
+async fn wait_for_shutdown(_proxy: &strictproxy::server::RunningProxy) -> Result<()> {
     tokio::signal::ctrl_c()
         .await
         .context("cannot watch Ctrl-C")?;

@@ -615,7 +615,6 @@ pub struct Upstream {
     /// HTTP/1.1 only, for WebSocket upgrades (RFC 6455 runs over an HTTP/1.1 upgrade).
     pub http1: Client<UpstreamConnector, ProxyBody>,
     pub resolver: Resolver,
-    pub connect_timeout: Duration,
 }
 
 impl Upstream {
@@ -645,7 +644,6 @@ impl Upstream {
             general: build(&[b"h2", b"http/1.1"])?,
             http1: build(&[b"http/1.1"])?,
             resolver,
-            connect_timeout,
         })
     }
 }

@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use strictproxy::config::{Config, Overrides};
-use strictproxy::proxy::RunningProxy;
+use strictproxy::server::RunningProxy;
 use tokio::net::TcpListener;
 
 /// Names the test CA's origin certificate covers; the proxy maps them to 127.0.0.1.
@@ -439,7 +439,7 @@ pub async fn start_proxy_in(dir: tempfile::TempDir, o: Overrides) -> TestProxy {
         .clone()
         .unwrap_or_else(|| dir.path().join("traffic.jsonl"));
     let config = Config::load(None, &o).unwrap();
-    let proxy = strictproxy::proxy::start(config).await.unwrap();
+    let proxy = strictproxy::server::start(config).await.unwrap();
     TestProxy {
         proxy,
         dir,
