@@ -381,7 +381,8 @@ fn add_pem_file(roots: &mut rustls::RootCertStore, path: &Path) -> Result<(), Tr
         source,
     })?;
     let mut count = 0;
-    for cert in rustls_pemfile::certs(&mut data.as_slice()) {
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&data) {
         let cert = cert.map_err(|e| TrustError::Rejected {
             path: path.to_path_buf(),
             message: e.to_string(),
