@@ -84,9 +84,21 @@ enum Command {
     Report {
         /// The traffic log (JSON lines)
         file: PathBuf,
-        /// Also write the log as HAR 1.2 to this file
+        /// Also write the log as HAR 1.2 to this file (credential headers redacted)
         #[arg(long, value_name = "OUT")]
         har: Option<PathBuf>,
+        /// Exit 1 when the log holds a finding of one of these kinds ("all" for every kind)
+        #[arg(long, value_name = "KIND[,KIND...]|all")]
+        fail_on: Option<String>,
+        /// Also write the findings as a JUnit XML report to this file
+        #[arg(long, value_name = "OUT.xml")]
+        junit: Option<PathBuf>,
+        /// Summary format [default: text]
+        #[arg(long, value_name = "text|json|markdown")]
+        format: Option<String>,
+        /// Keep Authorization, Proxy-Authorization, Cookie and Set-Cookie values in the HAR
+        #[arg(long)]
+        no_redact: bool,
     },
     /// Run a self-contained demo on loopback: the proxy plus demo origins, with the lessons
     Lab {
@@ -159,16 +171,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Hsts { action, flags }) => hsts_command(&load(top, flags)?, action),
-        Some(Command::Report { file, har }) => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read traffic log {}", file.display()))?;
-            let report = strictproxy::report::summarize(&text)?;
-            print!("{report}");
-            if let Some(out) = har {
-                let count = strictproxy::report::write_har(&text, &out)?;
-                println!("HAR 1.2 with {count} entries written to {}", out.display());
+        Some(Command::Report {
+            file,
+            har,
+            fail_on,
+            junit,
+            format,
+            no_redact,
+        }) => {
+            let args = strictproxy::report::ReportArgs {
+                file,
+                har,
+                fail_on,
+                junit,
+                format,
+                no_redact,
+            };
+            let (mut out, mut notes) = (std::io::stdout().lock(), std::io::stderr().lock());
+            match strictproxy::report::run(&args, &mut out, &mut notes) {
+                Ok(code) => Ok(ExitCode::from(code)),
+                // A usage mistake exits 2, as clap's own do.
+                Err(err) if err.is_usage() => {
+                    eprintln!("strictproxy: {err}");
+                    Ok(ExitCode::from(2))
+                }
+                Err(err) => Err(err.into()),
             }
-            Ok(ExitCode::SUCCESS)
         }
         Some(Command::Lab { flags }) => {
             let config = load(top, flags)?;
@@ -203,7 +231,22 @@ async fn serve(config: Config) -> Result<()> {
     let ca_path = proxy.ca_path().display().to_string();
     // The banner is for a person; a closed stdout (a supervisor, `| head -1`) must not stop
     // the proxy, so write errors are ignored.
-    let lines = banner(proxy.addr, proxy.admin_addr, &ca_path, &shown);
+    let mut lines = banner(proxy.addr, proxy.admin_addr, &ca_path, &shown);
+    if let Some(fleet) = &proxy.fleet {
+        // Says how much of the shared store this instance loaded before it reported ready.
+        use strictproxy::hsts::fleet::sync::FirstSync;
+        let line = match fleet.first_sync() {
+            FirstSync::Loaded(n) => {
+                format!("  shared HSTS store: {} ({n} entries loaded)", fleet.shown_url())
+            }
+            FirstSync::Unreachable => format!(
+                "  shared HSTS store: {} unreachable; enforcing from the local copy, retrying",
+                fleet.shown_url()
+            ),
+        };
+        // After the address lines, which scripts read first.
+        lines.insert(lines.len().min(3), line);
+    }
     let _ = print_lines(&lines);
     wait_for_shutdown(&proxy).await?;
     tracing::info!(
@@ -309,6 +352,10 @@ async fn wait_for_shutdown(_proxy: &strictproxy::server::RunningProxy) -> Result
 
 fn hsts_command(config: &Config, action: HstsAction) -> Result<ExitCode> {
     use strictproxy::hsts::persist;
+    if config.hsts_redis.is_some() {
+        let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+        return runtime.block_on(hsts_shared_command(config, action));
+    }
     let Some(path) = &config.hsts_store else {
         bail!("the hsts subcommands work on a store file: pass --hsts-store FILE (or set hsts_store in the config)");
     };
@@ -353,6 +400,60 @@ fn hsts_command(config: &Config, action: HstsAction) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `hsts` subcommands on the shared store (`--hsts-redis`): read from and write to Redis
+/// directly; every running instance hears the change.
+async fn hsts_shared_command(config: &Config, action: HstsAction) -> Result<ExitCode> {
+    let (store, fleet) = strictproxy::hsts::fleet::open_shared_store(config).await?;
+    let domain_of = |raw: &str| -> Result<String> {
+        normalize_host(raw)
+            .map(|h| h.into_owned())
+            .with_context(|| format!("`{raw}` is not a valid host name"))
+    };
+    let mut out = std::io::stdout().lock();
+    let code = match action {
+        HstsAction::List => {
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&store.dynamic_entries())?
+            )?;
+            ExitCode::SUCCESS
+        }
+        HstsAction::Query { host } => {
+            let host = domain_of(&host)?;
+            let value = strictproxy::admin::host_status(store.as_ref(), &host);
+            writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+            ExitCode::SUCCESS
+        }
+        HstsAction::Add {
+            domain,
+            include_subdomains,
+            max_age,
+        } => {
+            let domain = domain_of(&domain)?;
+            let entry = store.add_manual(&domain, include_subdomains, max_age)?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&entry)?)?;
+            ExitCode::SUCCESS
+        }
+        HstsAction::Delete { domain } => {
+            let domain = domain_of(&domain)?;
+            if store.remove(&domain) {
+                writeln!(out, "deleted {domain}")?;
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("strictproxy: no learned or manual HSTS entry for {domain}");
+                ExitCode::from(1)
+            }
+        }
+    };
+    if !fleet.flush(std::time::Duration::from_secs(5)).await {
+        bail!(strictproxy::hsts::fleet::FleetError::NotWritten(
+            fleet.shown_url().to_string()
+        ));
+    }
+    Ok(code)
 }
 
 #[cfg(test)]
