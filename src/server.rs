@@ -260,6 +260,7 @@ fn admin_context(shared: &Arc<Shared>, addr: SocketAddr) -> crate::admin::AdminC
         metrics: Arc::new(move || {
             let s = &metrics_source;
             let leaves = s.interceptor.leaf_cache();
+            s.recorder.metrics.sync_hsts_evictions(s.hsts.evictions());
             s.recorder
                 .metrics
                 .render(s.hsts.counts(), leaves.hits(), leaves.misses())

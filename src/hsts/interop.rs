@@ -532,10 +532,13 @@ mod tests {
         }
     }
 
+    /// `Ok((entries, expired, other ports))`, or `Err(line)`.
+    type Counts = Result<(usize, usize, usize), usize>;
+
     #[test]
     fn import_table() {
         #[rustfmt::skip]
-        let rows: &[(Format, &str, Result<(usize, usize, usize), usize>)] = &[
+        let rows: &[(Format, &str, Counts)] = &[
             // (format, text, Ok((entries, expired, other ports)) or Err(line))
             (Format::Curl, "# c\n\n.x.test \"20991231 23:59:59\"\ny.test \"unlimited\"\n", Ok((2, 0, 0))),
             (Format::Curl, "old.test \"20200101 00:00:00\"\n", Ok((0, 1, 0))),
