@@ -41,7 +41,13 @@ pub struct Begun {
 /// Routes a request and begins its exchange.
 pub fn begin<B>(shared: &Shared, client: SocketAddr, ingress: &Ingress, req: &Request<B>) -> Begun {
     let hsts = &shared.hsts;
-    let routed = route::route(ingress, req, &|host| hsts.is_enforced(host), &shared.policy);
+    let routed = route::route(
+        ingress,
+        client.ip(),
+        req,
+        &|host| hsts.is_enforced(host),
+        &shared.policy,
+    );
     let span = tracing::info_span!(
         "exchange",
         %client,
