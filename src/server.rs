@@ -5,6 +5,7 @@
 
 use crate::ca::{Interceptor, LeafCache, LocalCa};
 use crate::config::Config;
+use crate::hsts::exempt::Exemptions;
 use crate::hsts::load::{load_hsts, LoadError};
 use crate::hsts::persist::{self, Persister};
 use crate::metrics::Metrics;
@@ -214,6 +215,7 @@ pub async fn start_with(config: Config, options: Options) -> Result<RunningProxy
         passthrough: config.passthrough.clone(),
         book: Arc::new(book),
         destinations,
+        exemptions: Exemptions::new(&config.hsts_exempt),
     };
     let persister = config
         .hsts_store

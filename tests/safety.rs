@@ -242,3 +242,51 @@ async fn a_host_with_an_empty_label_is_never_forwarded() {
     }
     assert_eq!(origin.seen().len(), 0, "nothing went out in clear");
 }
+
+#[tokio::test]
+async fn an_operator_exemption_is_the_only_way_out_of_hsts() {
+    let origin = Origin::http().await;
+    let port = origin.port();
+    let proxy = start(
+        |o| {
+            o.resolve.push("printer.test=127.0.0.1".into());
+            o.resolve.push("known.test=127.0.0.1".into());
+            o.hsts_exempt = vec!["printer.test".into()];
+        },
+        dns(&[]),
+        "",
+    )
+    .await;
+    let admin = proxy.proxy.admin_addr.unwrap();
+    for host in ["printer.test", "known.test"] {
+        let put = reqwest::Client::new()
+            .put(format!("http://{admin}/hsts/{host}"))
+            .json(&serde_json::json!({"max_age": 3600}))
+            .send()
+            .await
+            .unwrap();
+        assert!(put.status().is_success());
+    }
+    // Known and exempted: forwarded in clear, and the log says why.
+    let text = get(
+        proxy.addr(),
+        "GET",
+        &format!("http://printer.test:{port}/ok"),
+    )
+    .await;
+    assert_eq!(status(&text), "200", "{text}");
+    // Known and not exempted: still upgraded.
+    let text = get(proxy.addr(), "GET", &format!("http://known.test:{port}/ok")).await;
+    assert_eq!(status(&text), "307", "{text}");
+    assert_eq!(origin.count("/ok"), 1);
+    let records = proxy.records().await;
+    let actions: Vec<&str> = records
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["hsts_exempt", "hsts_internal_redirect"],
+        "{records:?}"
+    );
+}

@@ -180,6 +180,9 @@ mod tests {
         text.parse().unwrap()
     }
 
+    /// client, destination, how its address was obtained, allowed ranges, verdict.
+    type Row<'a> = (Option<IpAddr>, &'a str, Source, &'a Vec<IpNet>, Verdict);
+
     #[test]
     fn destination_rules() {
         let lan = Some(ip("192.168.1.20"));
@@ -190,7 +193,7 @@ mod tests {
         let refuse_dns = |r| Verdict::Refuse(Rule::DnsRebinding(r));
         let refuse_remote = |r| Verdict::Refuse(Rule::RemoteClient(r));
         #[rustfmt::skip]
-        let rows: Vec<(Option<IpAddr>, &str, Source, &Vec<IpNet>, Verdict)> = vec![
+        let rows: Vec<Row> = vec![
             // Public destinations: always allowed, whoever asks and however resolved.
             (lan, "93.184.216.34", Dns, &allow_none, Verdict::Allow),
             (local, "93.184.216.34", Dns, &allow_none, Verdict::Allow),

@@ -136,6 +136,8 @@ impl AddressBook {
 mod tests {
     use super::*;
 
+    type Found = (Vec<IpAddr>, Source);
+
     #[test]
     fn hosts_file_and_sources() {
         let hosts = HostsFile::parse(
@@ -146,7 +148,7 @@ mod tests {
         let book = AddressBook::new(&overrides, hosts);
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         #[rustfmt::skip]
-        let rows: Vec<(&str, Option<(Vec<IpAddr>, Source)>)> = vec![
+        let rows: Vec<(&str, Option<Found>)> = vec![
             ("127.0.0.1", Some((vec![ip("127.0.0.1")], Source::Literal))),
             ("[::1]", Some((vec![ip("::1")], Source::Literal))),
             // WHATWG IPv4 spellings are literals too.

@@ -14,9 +14,11 @@
 //! 4. destinations known without DNS: the admin listener, and local ranges for a client on
 //!    the network (`403`; `destination` decides, the connector checks DNS answers again)
 //! 5. the local pages (`http://strictproxy.local/`)
-//! 6. HSTS (RFC 6797 §8.3): plain HTTP to a known host → `307 Internal Redirect`
+//! 6. HSTS (RFC 6797 §8.3): plain HTTP to a host the operator exempted (`--hsts-exempt`) is
+//!    forwarded as `hsts_exempt`; plain HTTP to a known host → `307 Internal Redirect`
 //! 7. forward (or, for CONNECT, tunnel blindly or intercept)
 
+use crate::hsts::exempt::Exemptions;
 use crate::hsts::host::normalize_target_host;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::destination::{Destinations, Verdict};
@@ -57,6 +59,8 @@ pub struct Policy {
     pub book: Arc<AddressBook>,
     /// The admin listener and `allow_private_destinations`.
     pub destinations: Destinations,
+    /// `--hsts-exempt`: the only hosts never upgraded.
+    pub exemptions: Exemptions,
 }
 
 impl Policy {
@@ -142,6 +146,8 @@ pub enum Decision {
     LocalPage { path: String },
     /// RFC 6797 §8.3: answer `307 Internal Redirect` to this `https://` location.
     HstsUpgrade { location: Uri },
+    /// Send the request in clear to a host the operator exempted from HSTS (`pattern`).
+    HstsExempt { target: Target, pattern: String },
     /// Send the request to this target.
     Forward(Target),
     /// Open a CONNECT tunnel.
@@ -249,7 +255,17 @@ pub fn route<B>(
         };
     }
 
-    // 6. HSTS enforcement (RFC 6797 §8.3): a known host is never contacted in clear.
+    // 6. HSTS enforcement (RFC 6797 §8.3): a known host is never contacted in clear — unless
+    // the operator exempted it, the one way out, and visible as such in the log.
+    if !target.scheme.is_secure() {
+        if let Some(pattern) = policy.exemptions.matches(&target.host) {
+            let pattern = pattern.to_string();
+            return Routed {
+                url,
+                decision: Decision::HstsExempt { target, pattern },
+            };
+        }
+    }
     if !target.scheme.is_secure() && hsts_enforced(&target.host) {
         if let Some(location) = url
             .parse::<Uri>()
@@ -334,6 +350,7 @@ mod tests {
                 admin: Some(SocketAddr::from(([127, 0, 0, 1], ADMIN))),
                 allow_private: vec![],
             },
+            exemptions: Exemptions::new(&["printer.lan".to_string(), "*.lab.test".to_string()]),
         }
     }
 
@@ -363,6 +380,7 @@ mod tests {
         Local(&'static str),
         Upgrade(&'static str),
         Forward(&'static str),
+        Exempt(&'static str),
         Connect(&'static str, bool),
     }
 
@@ -374,6 +392,9 @@ mod tests {
                 Expect::Upgrade(Box::leak(location.to_string().into_boxed_str()))
             }
             Decision::Forward(target) => Expect::Forward(Box::leak(target.url().into_boxed_str())),
+            Decision::HstsExempt { pattern, .. } => {
+                Expect::Exempt(Box::leak(pattern.clone().into_boxed_str()))
+            }
             Decision::Connect(t) => {
                 Expect::Connect(Box::leak(t.host.clone().into_boxed_str()), t.passthrough)
             }
@@ -456,6 +477,11 @@ mod tests {
             ("HSTS upgrade", false, listener(), "GET", "http://known.test/p?q", vec![], Expect::Upgrade("https://known.test/p?q")),
             ("HSTS upgrade keeps the port", false, listener(), "GET", "http://known.test:8081/", vec![], Expect::Upgrade("https://known.test:8081/")),
             ("HSTS upgrade inside a plain tunnel", false, tunnel(false), "GET", "/", vec![], Expect::Upgrade("https://known.test:443/")),
+            // The operator's exemption is the only way out of HSTS, exact or by domain.
+            ("exempt host, known", false, listener(), "GET", "http://printer.lan/", vec![], Expect::Exempt("printer.lan")),
+            ("exempt domain", false, listener(), "GET", "http://dev.lab.test/", vec![], Expect::Exempt("*.lab.test")),
+            ("exempt inside a plain tunnel", false, Ingress::Tunnel { authority: "printer.lan:80".parse().unwrap(), secure: false }, "GET", "/", vec![], Expect::Exempt("printer.lan")),
+            ("exempt host over https is forwarded", false, listener(), "GET", "https://printer.lan/", vec![], Expect::Forward("https://printer.lan/")),
             // 7. Forward.
             ("secure to a known host", false, tunnel(true), "GET", "/", vec![], Expect::Forward("https://known.test:443/")),
             ("plain to an unknown host", false, listener(), "POST", "http://a.test/form", vec![], Expect::Forward("http://a.test/form")),
@@ -465,7 +491,7 @@ mod tests {
             ("CONNECT without a port", false, listener(), "CONNECT", "a.test", vec![], Expect::Reject(400)),
             ("CONNECT to this proxy", false, listener(), "CONNECT", "127.0.0.1:8080", vec![], Expect::Reject(508)),
         ];
-        let hsts = |host: &str| host == "known.test";
+        let hsts = |host: &str| host == "known.test" || host == "printer.lan";
         for (name, auth, ingress, method, uri, headers, expected) in rows {
             let client = if name.starts_with("LAN ") {
                 lan()
