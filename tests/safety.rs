@@ -290,3 +290,141 @@ async fn an_operator_exemption_is_the_only_way_out_of_hsts() {
         "{records:?}"
     );
 }
+
+/// A network namespace with a veth pair to this one, its own addresses only (198.18.0.0/15,
+/// the benchmarking range, never routed), removed on drop. Nothing leaves the machine.
+struct Netns {
+    name: String,
+    host_ip: String,
+    peer_ip: String,
+}
+
+impl Netns {
+    fn create() -> Result<Netns, String> {
+        let id = std::process::id();
+        let name = format!("sp{id}");
+        let (a, b) = (id % 250, (id / 250 % 60) * 4);
+        let host_ip = format!("198.18.{a}.{}", b + 1);
+        let peer_ip = format!("198.18.{a}.{}", b + 2);
+        let run = |args: &[&str]| -> Result<(), String> {
+            let out = std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .map_err(|e| format!("cannot run ip: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "ip {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        };
+        run(&["netns", "add", &name])?;
+        let ns = Netns {
+            name: name.clone(),
+            host_ip: host_ip.clone(),
+            peer_ip: peer_ip.clone(),
+        };
+        let host_dev = format!("{name}h");
+        let peer_dev = format!("{name}p");
+        run(&[
+            "link", "add", &host_dev, "type", "veth", "peer", "name", &peer_dev, "netns", &name,
+        ])?;
+        run(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_dev])?;
+        run(&["link", "set", &host_dev, "up"])?;
+        let in_ns = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", name.as_str(), "ip"];
+            all.extend_from_slice(args);
+            run(&all)
+        };
+        in_ns(&["addr", "add", &format!("{peer_ip}/30"), "dev", &peer_dev])?;
+        in_ns(&["link", "set", &peer_dev, "up"])?;
+        in_ns(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// `curl` inside the namespace through `proxy`: the status code it got.
+    async fn curl(&self, proxy: SocketAddr, url: &str) -> String {
+        let out = tokio::process::Command::new("ip")
+            .args(["netns", "exec", &self.name, "curl", "-s", "-o", "/dev/null"])
+            .args(["-w", "%{http_code}", "--max-time", "10", "-x"])
+            .arg(format!("http://{proxy}"))
+            .arg(url)
+            .output()
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the veth pair with it.
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_on_the_network_reaches_no_local_range() {
+    let netns = match Netns::create() {
+        Ok(netns) => netns,
+        Err(reason) => {
+            // Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) and iproute2; the pure table test in
+            // proxy::destination covers the rule either way.
+            let message = format!("skipped: cannot make a network namespace: {reason}");
+            if std::env::var_os("STRICTPROXY_REQUIRE_NETNS").is_some() {
+                panic!("{message}");
+            }
+            eprintln!("{message}");
+            return;
+        }
+    };
+    let origin = Origin::http().await;
+    let port = origin.port();
+    let listen = netns.host_ip.clone();
+    let proxy = start(
+        |o| {
+            o.listen = Some(format!("{listen}:0"));
+            o.allow_open = true;
+        },
+        dns(&[("bank.example", "127.0.0.1")]),
+        "127.0.0.1 lab-device.test\n",
+    )
+    .await;
+    let admin = proxy.proxy.admin_addr.unwrap().port();
+    // From 198.18.x.2, by every kind of name: refused, nothing reaches the origin.
+    for url in [
+        format!("http://127.0.0.1:{port}/ok"),
+        format!("http://localhost:{port}/ok"),
+        format!("http://origin.test:{port}/ok"),
+        format!("http://lab-device.test:{port}/ok"),
+        format!("http://bank.example:{port}/ok"),
+        format!("http://169.254.169.254:{port}/ok"),
+        format!("http://127.0.0.1:{admin}/hsts"),
+    ] {
+        assert_eq!(
+            netns.curl(proxy.addr(), &url).await,
+            "403",
+            "{url} from {}",
+            netns.peer_ip
+        );
+    }
+    assert_eq!(origin.count("/ok"), 0);
+    // allow_private_destinations opens a range to clients on the network.
+    let allowing = start(
+        |o| {
+            o.listen = Some(format!("{}:0", netns.host_ip));
+            o.allow_open = true;
+            o.allow_private_destinations = vec!["127.0.0.0/8".into()];
+        },
+        dns(&[]),
+        "",
+    )
+    .await;
+    let url = format!("http://origin.test:{port}/ok");
+    assert_eq!(netns.curl(allowing.addr(), &url).await, "200", "{url}");
+}
