@@ -27,6 +27,12 @@ struct Cause {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CulpritCause {
+    culprit: &'static str,
+    cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Source {
     source: &'static str,
 }
@@ -43,8 +49,10 @@ pub struct Metrics {
     internal_redirects: Counter,
     findings: Family<Kind, Counter>,
     upstream_errors: Family<Cause, Counter>,
+    forward_errors: Family<CulpritCause, Counter>,
     tls_handshakes: Family<Outcome, Counter>,
     hsts_entries: Family<Source, Gauge>,
+    hsts_evictions: Counter,
     leaf_cache_hits: Counter,
     leaf_cache_misses: Counter,
     open_connections: Gauge,
@@ -80,6 +88,12 @@ impl Metrics {
             "Upstream failures, by cause",
             upstream_errors.clone(),
         );
+        let forward_errors = Family::<CulpritCause, Counter>::default();
+        registry.register(
+            "forward_errors",
+            "Forwarded requests that failed, by who failed (client, upstream, proxy) and cause",
+            forward_errors.clone(),
+        );
         let tls_handshakes = Family::<Outcome, Counter>::default();
         registry.register(
             "client_tls_handshakes",
@@ -91,6 +105,12 @@ impl Metrics {
             "hsts_entries",
             "HSTS store entries, by source",
             hsts_entries.clone(),
+        );
+        let hsts_evictions = Counter::default();
+        registry.register(
+            "hsts_evictions",
+            "Learned HSTS entries evicted by max_learned_per_site or max_learned_entries",
+            hsts_evictions.clone(),
         );
         let leaf_cache_hits = Counter::default();
         registry.register(
@@ -130,8 +150,10 @@ impl Metrics {
             internal_redirects,
             findings,
             upstream_errors,
+            forward_errors,
             tls_handshakes,
             hsts_entries,
+            hsts_evictions,
             leaf_cache_hits,
             leaf_cache_misses,
             open_connections,
@@ -161,6 +183,13 @@ impl Metrics {
         self.upstream_errors.get_or_create(&Cause { cause }).inc();
     }
 
+    /// A forwarded request that failed; `culprit` is `client`, `upstream` or `proxy`.
+    pub fn forward_error(&self, culprit: &'static str, cause: &'static str) {
+        self.forward_errors
+            .get_or_create(&CulpritCause { culprit, cause })
+            .inc();
+    }
+
     pub fn tls_handshake(&self, outcome: &'static str) {
         self.tls_handshakes
             .get_or_create(&Outcome { outcome })
@@ -173,6 +202,15 @@ impl Metrics {
 
     pub fn connection_closed(&self) {
         self.open_connections.dec();
+    }
+
+    /// Brings `strictproxy_hsts_evictions_total` up to the store's own count
+    /// (`HstsStore::evictions`); call before [`Metrics::render`].
+    pub fn sync_hsts_evictions(&self, total: u64) {
+        let exported = self.hsts_evictions.get();
+        if total > exported {
+            self.hsts_evictions.inc_by(total - exported);
+        }
     }
 
     /// Encodes every metric in the Prometheus/OpenMetrics text format, after refreshing the
@@ -221,6 +259,8 @@ mod tests {
         metrics.exchange("hsts_internal_redirect", 307, 0.0001);
         metrics.finding(FindingKind::MethodChangeRisk);
         metrics.upstream_error("refused");
+        metrics.sync_hsts_evictions(7);
+        metrics.sync_hsts_evictions(4);
         let text = metrics.render((2, 1, 100), 5, 3);
         for needle in [
             "strictproxy_requests_total{action=\"forwarded\",status=\"200\"} 1",
@@ -229,6 +269,7 @@ mod tests {
             "strictproxy_upstream_errors_total{cause=\"refused\"} 1",
             "strictproxy_hsts_entries{source=\"preload\"} 100",
             "strictproxy_leaf_cache_hits_total 5",
+            "strictproxy_hsts_evictions_total 7",
             "strictproxy_request_duration_seconds_count 2",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");

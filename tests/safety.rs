@@ -389,7 +389,7 @@ async fn a_client_on_the_network_reaches_no_local_range() {
     let proxy = start(
         |o| {
             o.listen = Some(format!("{listen}:0"));
-            o.allow_open = true;
+            o.allow_open = Some(true);
         },
         dns(&[("bank.example", "127.0.0.1")]),
         "127.0.0.1 lab-device.test\n",
@@ -418,7 +418,7 @@ async fn a_client_on_the_network_reaches_no_local_range() {
     let allowing = start(
         |o| {
             o.listen = Some(format!("{}:0", netns.host_ip));
-            o.allow_open = true;
+            o.allow_open = Some(true);
             o.allow_private_destinations = vec!["127.0.0.0/8".into()];
         },
         dns(&[]),

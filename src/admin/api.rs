@@ -2,7 +2,8 @@
 //! the exchange ring and the findings tally, metrics and the CA.
 
 use super::{error, json_response, with_type, AdminBody, AdminContext};
-use crate::hsts::store::{normalize_host, HstsStore, StoredEntry as Entry};
+use crate::hsts::host::normalize_host;
+use crate::hsts::store::{HstsStore, StoredEntry};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -151,18 +152,18 @@ fn list_hsts(ctx: &AdminContext, query: &str) -> Response<AdminBody> {
 
 /// Entries whose domain contains `q` (case-insensitive), `limit` of them from `offset`.
 fn page(
-    entries: Vec<Entry>,
+    entries: Vec<StoredEntry>,
     q: &str,
     offset: usize,
     limit: usize,
     counts: serde_json::Value,
 ) -> serde_json::Value {
     let q = q.trim().to_ascii_lowercase();
-    let matched: Vec<Entry> = entries
+    let matched: Vec<StoredEntry> = entries
         .into_iter()
         .filter(|e| q.is_empty() || e.domain.contains(&q))
         .collect();
-    let shown: Vec<&Entry> = matched.iter().skip(offset).take(limit).collect();
+    let shown: Vec<&StoredEntry> = matched.iter().skip(offset).take(limit).collect();
     json!({
         "total": matched.len(),
         "offset": offset,
@@ -232,8 +233,8 @@ mod tests {
     use super::*;
     use crate::hsts::store::Source;
 
-    fn entry(domain: &str) -> Entry {
-        Entry {
+    fn entry(domain: &str) -> StoredEntry {
+        StoredEntry {
             domain: domain.into(),
             include_subdomains: false,
             expires_at: Some(1),
@@ -243,7 +244,7 @@ mod tests {
 
     #[test]
     fn pages_filter_then_cut() {
-        let all: Vec<Entry> = (0..30).map(|i| entry(&format!("h{i:02}.test"))).collect();
+        let all: Vec<StoredEntry> = (0..30).map(|i| entry(&format!("h{i:02}.test"))).collect();
         let p = page(all.clone(), "", 10, 5, json!({}));
         assert_eq!(p["total"], 30);
         assert_eq!(p["entries"].as_array().unwrap().len(), 5);

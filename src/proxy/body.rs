@@ -84,6 +84,97 @@ where
     }
 }
 
+/// The client's request body failed on its way upstream (a malformed chunk size, a connection
+/// cut mid-body): the client's fault, not the origin's, though the upstream client reports it.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body from the client is malformed or incomplete: {detail}")]
+pub struct ClientBodyError {
+    pub detail: String,
+}
+
+impl ClientBodyError {
+    pub fn new(detail: String) -> Self {
+        ClientBodyError { detail }
+    }
+}
+
+/// What became of the client's request body, seen from the forwarding side: whether it failed
+/// (and why), and when it was completely handed to the upstream.
+#[derive(Clone, Default)]
+pub struct ClientBodyState {
+    failed: Arc<std::sync::OnceLock<String>>,
+}
+
+impl ClientBodyState {
+    /// Why the client's body failed, if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.get().map(String::as_str)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The client's request body on its way upstream. Its errors become [`ClientBodyError`]
+    /// (and are noted in the shared state, since an HTTP/2 upstream reports only a reset), so
+    /// the exchange blames the client; and `sent` is dropped when the body has ended or was
+    /// dropped by the upstream client: from then on the wait for a response head is timed.
+    pub struct FromClient<B> {
+        #[pin]
+        inner: B,
+        state: ClientBodyState,
+        sent: Option<tokio::sync::oneshot::Sender<()>>,
+    }
+}
+
+impl<B> FromClient<B> {
+    pub fn new(inner: B, state: ClientBodyState, sent: tokio::sync::oneshot::Sender<()>) -> Self {
+        FromClient {
+            inner,
+            state,
+            sent: Some(sent),
+        }
+    }
+}
+
+impl<B> Body for FromClient<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + 'static,
+{
+    type Data = Bytes;
+    type Error = ClientBodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+            Poll::Ready(Some(Err(err))) => {
+                // hyper's own message ("error reading a body from connection") hides the
+                // cause ("invalid chunk size line"); the chain names it.
+                let detail = crate::proxy::errors::error_chain(&err);
+                let _ = this.state.failed.set(detail.clone());
+                this.sent.take();
+                Poll::Ready(Some(Err(ClientBodyError::new(detail))))
+            }
+            Poll::Ready(None) => {
+                this.sent.take();
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Called once when a response body has been fully sent, failed, or was dropped by a client
 /// that went away: it receives the bytes sent and whether the body ended normally.
 pub type OnEnd = Box<dyn FnOnce(u64, bool) + Send>;
@@ -192,5 +283,37 @@ mod tests {
         );
         drop(observed);
         assert_eq!(*seen.lock().unwrap(), vec![(0, false)]);
+    }
+
+    #[derive(Debug)]
+    struct Broken;
+
+    impl Body for Broken {
+        type Data = Bytes;
+        type Error = std::io::Error;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(Some(Err(std::io::Error::other("invalid chunk size line"))))
+        }
+    }
+
+    #[tokio::test]
+    async fn client_body_errors_are_the_clients_and_end_the_send() {
+        let state = ClientBodyState::default();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let body = FromClient::new(Broken, state.clone(), tx);
+        let err = body.collect().await.err().unwrap();
+        assert!(err.to_string().contains("invalid chunk size line"));
+        assert_eq!(state.failure(), Some("invalid chunk size line"));
+        assert!(rx.await.is_err(), "the sender is gone: the body is over");
+
+        let state = ClientBodyState::default();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let body = FromClient::new(Full::new(Bytes::from_static(b"ok")), state.clone(), tx);
+        assert_eq!(&body.collect().await.unwrap().to_bytes()[..], b"ok");
+        assert_eq!(state.failure(), None);
+        assert!(rx.await.is_err());
     }
 }

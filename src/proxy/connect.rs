@@ -3,6 +3,11 @@
 //! name — the CONNECT host when there is no SNI — and serves the decrypted requests through
 //! the same pipeline as plain ones. A tunnel whose first bytes are plain HTTP (some clients
 //! tunnel http:// through CONNECT) is served as plain HTTP, with HSTS applied.
+//!
+//! A leaf is only ever presented for the name the upstream connection is verified for: the
+//! CONNECT host. A ClientHello whose SNI names another host is refused, and so is a request
+//! inside an intercepted tunnel whose authority names another origin (see [`sni_decision`]
+//! and [`misdirected`]).
 
 use crate::ca::leaf_name;
 use crate::proxy::body::ProxyBody;
@@ -23,7 +28,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
@@ -193,7 +198,19 @@ async fn intercept_tls<I>(
             return;
         }
     };
-    let name = leaf_name(start.client_hello().server_name(), &host);
+    let name = match sni_decision(&host, start.client_hello().server_name()) {
+        Ok(name) => name,
+        Err(mismatch) => {
+            shared.recorder.metrics.tls_handshake("sni_mismatch");
+            tracing::warn!(%client, %authority, culprit = "client", "{mismatch}; refusing the TLS handshake");
+            // RFC 6066 §3: a server that does not recognize the name may abort the handshake
+            // with a fatal unrecognized_name alert; the record is plaintext before any key.
+            let mut io = start.io;
+            let _ = io.write_all(&UNRECOGNIZED_NAME_ALERT).await;
+            let _ = io.shutdown().await;
+            return;
+        }
+    };
     let config = match shared.interceptor.server_config(&name) {
         Ok(config) => config,
         Err(err) => {
@@ -227,6 +244,72 @@ async fn intercept_tls<I>(
     }
 }
 
+/// A TLS record (type alert, TLS 1.2 record version, length 2) holding a fatal (2)
+/// unrecognized_name (112) alert, RFC 8446 §6 and RFC 6066 §3.
+const UNRECOGNIZED_NAME_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 112];
+
+/// A ClientHello naming another host than the CONNECT.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("CONNECT {connect_host} with TLS server name {sni}: the upstream is verified as {connect_host} only, so no certificate for {sni} is made")]
+pub struct SniMismatch {
+    pub connect_host: String,
+    pub sni: String,
+}
+
+/// The name to mint a leaf for, given the CONNECT host and the ClientHello's SNI.
+///
+/// The upstream connection is made to, and its certificate verified for, the CONNECT host;
+/// a leaf for any other name would vouch for content nobody verified came from that name
+/// (`CONNECT a.test` + SNI `b.test` would show a.test's content under a CA-signed b.test).
+/// mitmproxy instead verifies the upstream as the SNI name while connecting to the CONNECT
+/// address; the upstream client here pools by origin, so a mismatch is refused instead, as
+/// Squid's `host_verify_strict` does for a Host that does not match the intercepted address.
+/// Names compare as [`leaf_name`] writes them (case, one trailing dot, brackets); no SNI (an
+/// IP literal, or an old client) means the CONNECT host.
+pub fn sni_decision(connect_host: &str, sni: Option<&str>) -> Result<String, SniMismatch> {
+    let expected = leaf_name(None, connect_host);
+    let offered = leaf_name(sni, connect_host);
+    if offered == expected {
+        Ok(expected)
+    } else {
+        Err(SniMismatch {
+            connect_host: expected,
+            sni: offered,
+        })
+    }
+}
+
+/// Why a request inside an intercepted tunnel to `tunnel` names another origin, if it does:
+/// its authority (absolute-form or HTTP/2 `:authority`, else `Host`) has another host, or an
+/// explicit port other than the tunnel's. The client's TLS session was made for the tunnel's
+/// host only, so such a request is answered `421 Misdirected Request` (RFC 9110 §15.5.20),
+/// which browsers that coalesced connections retry on a connection of its own.
+pub fn misdirected(
+    tunnel: &Authority,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+) -> Option<String> {
+    let named = match uri.authority() {
+        Some(authority) => authority.clone(),
+        None => headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Authority>().ok())?,
+    };
+    let tunnel_host = leaf_name(None, tunnel.host());
+    let same_host = leaf_name(None, named.host()) == tunnel_host;
+    let same_port = named
+        .port_u16()
+        .is_none_or(|port| Some(port) == tunnel.port_u16());
+    if same_host && same_port {
+        None
+    } else {
+        Some(format!(
+            "this connection is for {tunnel}, and the request names {named}; open a connection (CONNECT) to {named} for it"
+        ))
+    }
+}
+
 /// Whether a failed handshake is the client refusing our certificate (alerts a client sends
 /// when the issuer is unknown: unknown_ca from OpenSSL/NSS/rustls, bad_certificate and
 /// certificate_unknown from others).
@@ -254,12 +337,30 @@ async fn serve_inner<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let ingress = Ingress::Tunnel { authority, secure };
+    let ingress = Ingress::Tunnel {
+        authority: authority.clone(),
+        secure,
+    };
     let service_shared = shared.clone();
-    let service = service_fn(move |req| {
+    let service = service_fn(move |req: Request<Incoming>| {
         let shared = service_shared.clone();
         let ingress = ingress.clone();
-        async move { Ok::<_, Infallible>(pipeline::handle(shared, client, ingress, req).await) }
+        // The leaf was made for the tunnel's host: nothing else is served under it.
+        let wrong_origin = secure
+            .then(|| misdirected(&authority, req.uri(), req.headers()))
+            .flatten();
+        async move {
+            if let Some(reason) = wrong_origin {
+                let exchange = Exchange::begin(client, req.method().clone(), req.uri().to_string());
+                tracing::warn!(target: "strictproxy::forward", %client, culprit = "client", "{reason}");
+                return Ok::<_, Infallible>(exchange.answer(
+                    &shared.recorder,
+                    respond::misdirected(&reason),
+                    Action::Error,
+                ));
+            }
+            Ok::<_, Infallible>(pipeline::handle(shared, client, ingress, req).await)
+        }
     });
     let conn = shared
         .server
@@ -280,5 +381,66 @@ async fn serve_inner<I>(
     };
     if let Err(err) = result {
         log_connection_error(client, err.as_ref());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaf_only_for_the_connect_host() {
+        // (CONNECT host, SNI, leaf name or refused)
+        let rows: [(&str, Option<&str>, Option<&str>); 7] = [
+            ("a.test", Some("a.test"), Some("a.test")),
+            // DNS names compare case-insensitively (RFC 4343); one trailing dot is the same name.
+            ("a.test", Some("A.Test"), Some("a.test")),
+            ("a.test.", Some("a.test"), Some("a.test")),
+            // No SNI (an IP literal, RFC 6066 §3; or an old client): the CONNECT host.
+            ("a.test", None, Some("a.test")),
+            ("127.0.0.1", None, Some("127.0.0.1")),
+            // Domain fronting: the leaf would vouch for b.test with a.test's content.
+            ("a.test", Some("b.test"), None),
+            // The upstream at an IP is verified for the IP, not for the name.
+            ("127.0.0.1", Some("a.test"), None),
+        ];
+        for (host, sni, expected) in rows {
+            let decided = sni_decision(host, sni);
+            assert_eq!(decided.as_deref().ok(), expected, "{host} {sni:?}");
+        }
+        let err = sni_decision("a.test", Some("b.test")).unwrap_err();
+        assert!(err.to_string().contains("b.test"));
+    }
+
+    #[test]
+    fn requests_for_another_origin_are_misdirected() {
+        let tunnel: Authority = "a.test:8443".parse().unwrap();
+        // (request target, Host field, misdirected)
+        let rows: [(&str, Option<&str>, bool); 9] = [
+            ("/", Some("a.test:8443"), false),
+            ("/", Some("A.TEST:8443"), false),
+            // No explicit port: the client names the host; the tunnel already fixed the port.
+            ("/", Some("a.test"), false),
+            ("/", None, false),
+            ("https://a.test:8443/x", None, false),
+            // RFC 9110 §15.5.20: another host on this connection is misdirected.
+            ("/", Some("b.test:8443"), true),
+            ("https://b.test:8443/x", Some("a.test:8443"), true),
+            ("https://b.test/x", None, true),
+            // Another port is another origin (RFC 6454 §4).
+            ("/", Some("a.test:9443"), true),
+        ];
+        for (target, host, expected) in rows {
+            let uri: http::Uri = target.parse().unwrap();
+            let mut headers = http::HeaderMap::new();
+            if let Some(host) = host {
+                headers.insert(http::header::HOST, host.parse().unwrap());
+            }
+            assert_eq!(
+                misdirected(&tunnel, &uri, &headers).is_some(),
+                expected,
+                "{target} {host:?}"
+            );
+        }
     }
 }

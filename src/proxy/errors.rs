@@ -1,6 +1,10 @@
 //! Reading error chains: hyper and hyper-util wrap the cause (an `io::Error`, a rustls error,
 //! the connector's own `UpstreamError`) several levels deep, and the proxy's answers, retries
 //! and log levels depend on that cause. One walk, used everywhere.
+//!
+//! It also says who failed ([`Culprit`]): the client, the upstream or the proxy itself, so
+//! that the status, the log line and the metric label of a failed exchange agree (pingora's
+//! `ErrorSource` makes the same split).
 
 use std::error::Error;
 use std::io::ErrorKind;
@@ -59,6 +63,30 @@ pub fn error_chain(err: &(dyn Error + 'static)) -> String {
     text
 }
 
+/// Who made an exchange fail. The status follows from it (a client's fault is a `4xx`, an
+/// upstream's a `502`/`504`, the proxy's own a `5xx`), and so do the `culprit` field of the log
+/// line and the `culprit` label of `strictproxy_forward_errors_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Culprit {
+    /// The client broke the protocol (for example a malformed chunked request body).
+    Client,
+    /// The origin could not be reached or trusted, or answered something unusable.
+    Upstream,
+    /// The proxy itself (a bug or a resource limit).
+    Proxy,
+}
+
+impl Culprit {
+    /// The stable label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Culprit::Client => "client",
+            Culprit::Upstream => "upstream",
+            Culprit::Proxy => "proxy",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +94,11 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("outer")]
     struct Outer(#[source] std::io::Error);
+
+    /// How hyper carries a body's error: as the source of its own error.
+    #[derive(Debug, thiserror::Error)]
+    #[error("error reading a body")]
+    struct Wrapped(#[source] Box<dyn Error + Send + Sync>);
 
     #[test]
     fn walks_and_classifies_the_chain() {
@@ -79,5 +112,35 @@ mod tests {
         assert_eq!(error_chain(&err), "outer: reset by peer");
         let refused = Outer(std::io::Error::new(ErrorKind::ConnectionRefused, "refused"));
         assert!(!connection_dropped(&refused));
+    }
+
+    #[test]
+    fn culprits() {
+        use crate::proxy::body::ClientBodyError;
+        use crate::proxy::upstream::{culprit_of, UpstreamError};
+        let io = || std::io::Error::other("x");
+        // (error chain, who failed)
+        let rows: [(Box<dyn Error + 'static>, Culprit); 4] = [
+            // RFC 9112 §7.1: a chunk size that is not hex is the sender's framing error.
+            (
+                Box::new(Wrapped(Box::new(ClientBodyError::new(
+                    "invalid chunk size".into(),
+                )))),
+                Culprit::Client,
+            ),
+            (
+                Box::new(UpstreamError::Refused {
+                    host: "a.test".into(),
+                    port: 80,
+                }),
+                Culprit::Upstream,
+            ),
+            (Box::new(UpstreamError::NoHost), Culprit::Proxy),
+            (Box::new(Outer(io())), Culprit::Upstream),
+        ];
+        for (err, culprit) in rows {
+            assert_eq!(culprit_of(err.as_ref()), culprit, "{err}");
+        }
+        assert_eq!(Culprit::Client.as_str(), "client");
     }
 }

@@ -12,13 +12,14 @@
 
 use crate::hsts::learn;
 
-use crate::proxy::body::{self, Counted, Observed, ProxyBody};
+use crate::proxy::body::{self, ClientBodyState, Counted, FromClient, Observed, ProxyBody};
+use crate::proxy::errors::Culprit;
 use crate::proxy::exchange::Exchange;
 use crate::proxy::headers::{append_via, is_websocket_upgrade, strip_hop_by_hop};
 use crate::proxy::route::{self, Decision, Ingress, Refusal};
 use crate::proxy::state::Shared;
 use crate::proxy::target::Target;
-use crate::proxy::upstream::upstream_error_of;
+use crate::proxy::upstream::{check_response_head, response_within, ForwardError};
 use crate::proxy::{errors, pages, respond};
 use crate::redirect;
 use crate::traffic::Action;
@@ -156,36 +157,82 @@ async fn forward(
                 parts.headers.clone(),
             )
         });
-    let upstream_body = body::boxed(Counted::new(incoming, exchange.request_bytes.clone()));
+    // The client's body: its failures are the client's (item 12), and its end starts the
+    // response timeout (item 10).
+    let client_body = ClientBodyState::default();
+    let (sent, body_sent) = tokio::sync::oneshot::channel();
+    let upstream_body = body::boxed(FromClient::new(
+        Counted::new(incoming, exchange.request_bytes.clone()),
+        client_body.clone(),
+        sent,
+    ));
     let client = if websocket {
         &shared.upstream.http1
     } else {
         &shared.upstream.general
     };
+    let response_timeout = shared.config.response_timeout;
+    let timed_out = || ForwardError::ResponseTimeout {
+        authority: target.authority.to_string(),
+        secs: response_timeout.as_secs(),
+    };
 
-    let first = client
-        .request(Request::from_parts(parts, upstream_body))
-        .await;
+    let first = response_within(
+        client.request(Request::from_parts(parts, upstream_body)),
+        body_sent,
+        response_timeout,
+    )
+    .await;
     let result = match (first, replayable) {
-        (Err(err), Some((method, uri, headers))) if is_stale_connection(&err) => {
+        (None, _) => return forward_failure(&shared, exchange, timed_out()),
+        (Some(Err(err)), Some((method, uri, headers))) if is_stale_connection(&err) => {
             tracing::debug!(url = %exchange.url, "pooled connection closed under the request; sending it again");
             let mut retry = Request::new(body::empty());
             *retry.method_mut() = method;
             *retry.uri_mut() = uri;
             *retry.headers_mut() = headers;
-            client.request(retry).await
+            // A bodiless retry is sent at once: its wait starts now.
+            let (_, now) = tokio::sync::oneshot::channel();
+            match response_within(client.request(retry), now, response_timeout).await {
+                Some(result) => result,
+                None => return forward_failure(&shared, exchange, timed_out()),
+            }
         }
-        (result, _) => result,
+        (Some(result), _) => result,
     };
     let mut response = match result {
         Ok(response) => response,
-        Err(err) => return upstream_failure(&shared, exchange, &target, &err),
+        Err(err) => {
+            let failure = ForwardError::of_client_error(
+                &err,
+                target.authority.as_str(),
+                client_body.failure(),
+            );
+            return forward_failure(&shared, exchange, failure);
+        }
     };
 
     exchange.server_ip = response
         .extensions()
         .get::<crate::proxy::upstream::UpstreamPeer>()
         .map(|peer| peer.0.ip());
+    // 5b. Refuse a head that must not be relayed: an ambiguous length (item 9) or a switch of
+    // protocols nobody asked for (item 11). The upstream body is dropped unread, which closes
+    // that upstream connection: its framing cannot be trusted for a next response.
+    let bodiless = exchange.method == http::Method::HEAD
+        || response.status().is_informational()
+        || response.status() == StatusCode::NO_CONTENT
+        || response.status() == StatusCode::NOT_MODIFIED;
+    if let Err(problem) =
+        check_response_head(websocket, bodiless, response.status(), response.headers())
+    {
+        let failure = ForwardError::BadResponse {
+            authority: target.authority.to_string(),
+            problem,
+        };
+        return forward_failure(&shared, exchange, failure);
+    }
+
     let upstream_upgrade = (websocket && response.status() == StatusCode::SWITCHING_PROTOCOLS)
         .then(|| hyper::upgrade::on(&mut response));
     let (mut parts, incoming) = response.into_parts();
@@ -286,27 +333,29 @@ fn is_stale_connection(err: &hyper_util::client::legacy::Error) -> bool {
     !err.is_connect() && errors::connection_dropped(err)
 }
 
-/// Answers an upstream failure: `504` for a timeout, `502` otherwise, naming host and cause.
-fn upstream_failure(
-    shared: &Shared,
-    exchange: Exchange,
-    target: &Target,
-    err: &hyper_util::client::legacy::Error,
-) -> Response<ProxyBody> {
-    let response = match upstream_error_of(err) {
-        Some(cause) => {
-            shared.recorder.metrics.upstream_error(cause.cause());
-            tracing::warn!(target: "strictproxy::upstream", url = %exchange.url, cause = cause.cause(), "{cause}");
-            respond::upstream_unavailable(cause)
-        }
-        None => {
-            shared.recorder.metrics.upstream_error("protocol");
-            let detail = errors::error_chain(err);
-            tracing::warn!(target: "strictproxy::upstream", url = %exchange.url, "upstream {} failed: {detail}", target.authority);
-            respond::bad_gateway(&format!("upstream {} failed: {detail}", target.authority))
-        }
-    };
-    exchange.answer(&shared.recorder, response, Action::Error)
+/// Answers a forward that failed, saying who failed: the status, the log line's `culprit` and
+/// `cause`, and the metric labels all come from the one [`ForwardError`], so they agree.
+fn forward_failure(shared: &Shared, exchange: Exchange, err: ForwardError) -> Response<ProxyBody> {
+    let culprit = err.culprit();
+    let cause = err.cause();
+    let metrics = &shared.recorder.metrics;
+    metrics.forward_error(culprit.as_str(), cause);
+    if culprit == Culprit::Upstream {
+        metrics.upstream_error(cause);
+    }
+    tracing::warn!(
+        target: "strictproxy::forward",
+        url = %exchange.url,
+        culprit = culprit.as_str(),
+        cause,
+        "{} failed: {err}",
+        culprit.as_str()
+    );
+    exchange.answer(
+        &shared.recorder,
+        respond::forward_failed(&err),
+        Action::Error,
+    )
 }
 
 /// Joins the client's and the upstream's upgraded connections after a `101`.

@@ -81,6 +81,39 @@ pub fn forbidden(reason: &str) -> Response<ProxyBody> {
     )
 }
 
+/// The answer to a forward that failed, by who failed: the client's broken request body is a
+/// `400` that closes its connection (what follows the bad framing cannot be trusted to be the
+/// next request, RFC 9112 §7.1, §9.6); an upstream too slow is a `504` (a connect, handshake
+/// or response head past its timeout); any other upstream failure a `502`. Each names the
+/// host and the cause.
+pub fn forward_failed(err: &crate::proxy::upstream::ForwardError) -> Response<ProxyBody> {
+    use crate::proxy::errors::Culprit;
+    if err.is_forbidden() {
+        return forbidden(&err.to_string());
+    }
+    match err.culprit() {
+        Culprit::Client => {
+            let mut response = bad_request(&err.to_string());
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+        Culprit::Upstream | Culprit::Proxy if err.is_timeout() => gateway_timeout(&err.to_string()),
+        Culprit::Upstream | Culprit::Proxy => bad_gateway(&err.to_string()),
+    }
+}
+
+/// `421`: a request inside an intercepted tunnel names another origin than the one the tunnel
+/// was opened (and its certificate made) for (RFC 9110 §15.5.20); the client may retry it on a
+/// connection of its own to that origin.
+pub fn misdirected(message: &str) -> Response<ProxyBody> {
+    text(
+        StatusCode::MISDIRECTED_REQUEST,
+        &format!("strictproxy: misdirected request: {message}"),
+    )
+}
+
 /// `503`: the proxy is at its connection limit (or shutting down).
 pub fn service_unavailable(message: &str) -> Response<ProxyBody> {
     let mut response = text(
@@ -151,6 +184,43 @@ mod tests {
     }
 
     #[test]
+    fn forward_failures_by_culprit() {
+        use crate::proxy::body::ClientBodyError;
+        use crate::proxy::upstream::{ForwardError, HeadProblem};
+        // (error, status, closes the client connection)
+        let rows = [
+            // RFC 9112 §7.1: the client's framing error is the client's: 400, then close.
+            (ClientBodyError::new("bad chunk".into()).into(), 400, true),
+            // nginx proxy_read_timeout: 504 naming the host.
+            (
+                ForwardError::ResponseTimeout {
+                    authority: "slow.test".into(),
+                    secs: 1,
+                },
+                504,
+                false,
+            ),
+            (
+                ForwardError::BadResponse {
+                    authority: "a.test".into(),
+                    problem: HeadProblem::UnsolicitedUpgrade,
+                },
+                502,
+                false,
+            ),
+        ];
+        for (err, status, closes) in rows {
+            let response = forward_failed(&err);
+            assert_eq!(response.status(), status, "{err}");
+            assert_eq!(
+                response.headers().get("connection").is_some(),
+                closes,
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn statuses_and_challenge() {
         assert_eq!(bad_request("x").status(), 400);
         assert_eq!(forbidden("x").status(), 403);
@@ -158,6 +228,7 @@ mod tests {
         assert_eq!(gateway_timeout("x").status(), 504);
         assert_eq!(loop_detected("x").status(), 508);
         assert_eq!(service_unavailable("x").status(), 503);
+        assert_eq!(misdirected("x").status(), 421);
         let auth = proxy_auth_required();
         assert_eq!(auth.status(), 407);
         assert!(auth.headers()["proxy-authenticate"]
