@@ -84,9 +84,21 @@ enum Command {
     Report {
         /// The traffic log (JSON lines)
         file: PathBuf,
-        /// Also write the log as HAR 1.2 to this file
+        /// Also write the log as HAR 1.2 to this file (credential headers redacted)
         #[arg(long, value_name = "OUT")]
         har: Option<PathBuf>,
+        /// Exit 1 when the log holds a finding of one of these kinds ("all" for every kind)
+        #[arg(long, value_name = "KIND[,KIND...]|all")]
+        fail_on: Option<String>,
+        /// Also write the findings as a JUnit XML report to this file
+        #[arg(long, value_name = "OUT.xml")]
+        junit: Option<PathBuf>,
+        /// Summary format [default: text]
+        #[arg(long, value_name = "text|json|markdown")]
+        format: Option<String>,
+        /// Keep Authorization, Proxy-Authorization, Cookie and Set-Cookie values in the HAR
+        #[arg(long)]
+        no_redact: bool,
     },
     /// Run a self-contained demo on loopback: the proxy plus demo origins, with the lessons
     Lab {
@@ -159,16 +171,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Hsts { action, flags }) => hsts_command(&load(top, flags)?, action),
-        Some(Command::Report { file, har }) => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read traffic log {}", file.display()))?;
-            let report = strictproxy::report::summarize(&text)?;
-            print!("{report}");
-            if let Some(out) = har {
-                let count = strictproxy::report::write_har(&text, &out)?;
-                println!("HAR 1.2 with {count} entries written to {}", out.display());
+        Some(Command::Report {
+            file,
+            har,
+            fail_on,
+            junit,
+            format,
+            no_redact,
+        }) => {
+            let args = strictproxy::report::ReportArgs {
+                file,
+                har,
+                fail_on,
+                junit,
+                format,
+                no_redact,
+            };
+            let (mut out, mut notes) = (std::io::stdout().lock(), std::io::stderr().lock());
+            match strictproxy::report::run(&args, &mut out, &mut notes) {
+                Ok(code) => Ok(ExitCode::from(code)),
+                // A usage mistake exits 2, as clap's own do.
+                Err(err) if err.is_usage() => {
+                    eprintln!("strictproxy: {err}");
+                    Ok(ExitCode::from(2))
+                }
+                Err(err) => Err(err.into()),
             }
-            Ok(ExitCode::SUCCESS)
         }
         Some(Command::Lab { flags }) => {
             let config = load(top, flags)?;
