@@ -5,10 +5,13 @@
 
 use crate::ca::{Interceptor, LeafCache, LocalCa};
 use crate::config::Config;
+use crate::hsts::exempt::Exemptions;
 use crate::hsts::load::{load_hsts, LoadError};
 use crate::hsts::persist::{self, Persister};
 use crate::metrics::Metrics;
+use crate::proxy::destination::Destinations;
 use crate::proxy::pages::CaMaterial;
+use crate::proxy::resolve::{AddressBook, HostsFile, Resolve, SystemResolver};
 use crate::proxy::route::Policy;
 use crate::proxy::state::{Recorder, Shared};
 use crate::proxy::{guard, listener, upstream};
@@ -128,8 +131,24 @@ fn server_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// What a library user (a test, an embedding) may swap in; the defaults are the system's.
+#[derive(Default)]
+pub struct Options {
+    /// DNS for names that are not IP literals, `localhost`, `--resolve`d or in the hosts file
+    /// (default: the system resolver). A test answers a public-looking name with 127.0.0.1
+    /// through it, without touching the operator's own mappings.
+    pub resolver: Option<Arc<dyn Resolve>>,
+    /// The hosts file's names (default: `/etc/hosts`).
+    pub hosts: Option<HostsFile>,
+}
+
 /// Starts the proxy (and the admin API when configured) on the current tokio runtime.
 pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
+    start_with(config, Options::default()).await
+}
+
+/// [`start`], with [`Options`].
+pub async fn start_with(config: Config, options: Options) -> Result<RunningProxy, StartError> {
     let ca = LocalCa::load_or_create(&config.ca_dir)?;
     let ca_material = CaMaterial {
         pem: Bytes::copy_from_slice(ca.cert_pem().as_bytes()),
@@ -155,19 +174,6 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
     if let Some(fleet) = &fleet {
         metrics.register_backend(fleet.metrics());
     }
-    let roots = Arc::new(upstream::root_store(&config.upstream_ca)?);
-    let resolver = upstream::Resolver::new(config.resolve.clone());
-    let upstream = upstream::Upstream::new(
-        resolver,
-        roots,
-        config.connect_timeout,
-        config.tls_handshake_timeout,
-    )?;
-    let traffic = match &config.traffic_log {
-        Some(path) => Some(TrafficLog::open(path)?),
-        None => None,
-    };
-
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -178,6 +184,41 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
         addr: config.listen,
         source,
     })?;
+
+    // Bound before the upstream side is built: the destination rules name the admin address.
+    let admin_listener = match config.admin {
+        Some(addr) => {
+            let admin_listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?;
+            let bound = admin_listener
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr, source })?;
+            Some((admin_listener, bound))
+        }
+        None => None,
+    };
+    let admin_addr = admin_listener.as_ref().map(|(_, bound)| *bound);
+
+    let roots = Arc::new(upstream::root_store(&config.upstream_ca)?);
+    let hosts = options.hosts.unwrap_or_else(HostsFile::system);
+    let book = AddressBook::new(&config.resolve, hosts);
+    let destinations = Destinations {
+        admin: admin_addr,
+        allow_private: config.allow_private_destinations.clone(),
+    };
+    let dns = options.resolver.unwrap_or_else(|| Arc::new(SystemResolver));
+    let resolver = upstream::Resolver::new(book.clone(), dns, destinations.clone());
+    let upstream = upstream::Upstream::new(
+        resolver,
+        roots,
+        config.connect_timeout,
+        config.tls_handshake_timeout,
+    )?;
+    let traffic = match &config.traffic_log {
+        Some(path) => Some(TrafficLog::open(path)?),
+        None => None,
+    };
 
     let pseudonym = format!("strictproxy-{:08x}", rand_token());
     let via = HeaderValue::from_str(&format!("1.1 {pseudonym}"))
@@ -191,7 +232,9 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
         pseudonym,
         listen,
         passthrough: config.passthrough.clone(),
-        resolve: Arc::new(config.resolve.clone()),
+        book: Arc::new(book),
+        destinations,
+        exemptions: Exemptions::new(&config.hsts_exempt),
     };
     let persister = config
         .hsts_store
@@ -221,22 +264,13 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
         via,
     });
 
-    let (admin_addr, admin) = match shared.config.admin {
-        Some(addr) => {
-            let admin_listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Bind { addr, source })?;
-            let bound = admin_listener
-                .local_addr()
-                .map_err(|source| StartError::Bind { addr, source })?;
-            let task = tokio::spawn(crate::admin::serve(
-                admin_listener,
-                admin_context(&shared, bound),
-            ));
-            (Some(bound), Some(task))
-        }
-        None => (None, None),
-    };
+    // One call: the admin API gets only what it serves.
+    let admin = admin_listener.map(|(admin_listener, bound)| {
+        tokio::spawn(crate::admin::serve(
+            admin_listener,
+            admin_context(&shared, bound),
+        ))
+    });
 
     let listener_task = tokio::spawn(listener::run(listener, shared.clone(), shutdown_rx));
     Ok(RunningProxy {

@@ -70,16 +70,19 @@ pub enum Action {
     Error,
     /// A page the proxy served itself (the CA download page, the admin API).
     Local,
+    /// Forwarded in clear to a host the operator exempted from HSTS (`--hsts-exempt`).
+    HstsExempt,
 }
 
 impl Action {
     /// Every action, in declaration order (for reports).
-    pub const ALL: [Action; 5] = [
+    pub const ALL: [Action; 6] = [
         Action::Forwarded,
         Action::HstsInternalRedirect,
         Action::Tunnel,
         Action::Error,
         Action::Local,
+        Action::HstsExempt,
     ];
 
     /// The contract name, as written in the traffic log.
@@ -90,6 +93,7 @@ impl Action {
             Action::Tunnel => "tunnel",
             Action::Error => "error",
             Action::Local => "local",
+            Action::HstsExempt => "hsts_exempt",
         }
     }
 }

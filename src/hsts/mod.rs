@@ -4,13 +4,14 @@
 //! Imports point down only:
 //!
 //! - bottom: [`host`] (host-name rules) and [`header`] (the STS parser), which import nothing
-//!   else of the crate;
+//!   else of the crate, and [`exempt`] (the operator's exemptions, over `host`);
 //! - then [`learn`] (what a response teaches), [`preload`] (Chromium lists) and [`upgrade`]
 //!   (the http→https mapping);
 //! - then [`store`] (the trait and the in-memory store);
 //! - on top: [`load`] (lists + store file → store), [`persist`] (the store file) and
 //!   [`interop`] (curl, wget, Chromium and JSON files).
 
+pub mod exempt;
 pub mod fleet;
 pub mod header;
 pub mod host;

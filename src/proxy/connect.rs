@@ -95,6 +95,20 @@ pub async fn open(
         };
     }
 
+    // The router checked what is known without DNS; a name only DNS answers is resolved now,
+    // so a CONNECT into the admin API or a rebinding answer is refused before the tunnel
+    // opens (issue 11 items 1–2). Other failures are left to the requests inside, whose 502
+    // names them.
+    if let Err(err) = shared.upstream.resolver.resolve(&host, port).await {
+        if err.is_forbidden() {
+            return exchange.answer(
+                &shared.recorder,
+                respond::upstream_unavailable(&err),
+                Action::Error,
+            );
+        }
+    }
+
     let on_upgrade = hyper::upgrade::on(req);
     let tunnels = shared.tunnels.clone();
     let task = async move {

@@ -13,6 +13,7 @@
 
 pub mod body;
 pub mod connect;
+pub mod destination;
 pub mod errors;
 pub mod exchange;
 pub mod guard;
@@ -22,6 +23,7 @@ pub mod listener;
 pub mod pages;
 pub mod pipeline;
 pub mod prefixed;
+pub mod resolve;
 pub mod respond;
 pub mod route;
 pub mod state;

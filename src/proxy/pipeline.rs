@@ -44,7 +44,13 @@ pub struct Begun {
 /// Routes a request and begins its exchange.
 pub fn begin<B>(shared: &Shared, client: SocketAddr, ingress: &Ingress, req: &Request<B>) -> Begun {
     let hsts = &shared.hsts;
-    let routed = route::route(ingress, req, &|host| hsts.is_enforced(host), &shared.policy);
+    let routed = route::route(
+        ingress,
+        client.ip(),
+        req,
+        &|host| hsts.is_enforced(host),
+        &shared.policy,
+    );
     let span = tracing::info_span!(
         "exchange",
         %client,
@@ -92,7 +98,13 @@ pub async fn run(
             let response = respond::internal_redirect(&location, req.headers().get(header::ORIGIN));
             exchange.answer(recorder, response, Action::HstsInternalRedirect)
         }
-        Decision::Forward(target) => forward(shared, exchange, target, req).await,
+        Decision::Forward(target) => {
+            forward(shared, exchange, target, req, Action::Forwarded).await
+        }
+        Decision::HstsExempt { target, pattern } => {
+            tracing::debug!(%pattern, "exempted from HSTS by the operator");
+            forward(shared, exchange, target, req, Action::HstsExempt).await
+        }
         // The router only opens tunnels for CONNECTs on the listener, which `connect` serves.
         Decision::Connect(_) => {
             let refusal = Refusal::BadRequest("CONNECT inside a tunnel is not supported".into());
@@ -106,6 +118,7 @@ async fn forward(
     mut exchange: Exchange,
     target: Target,
     mut req: Request<Incoming>,
+    action: Action,
 ) -> Response<ProxyBody> {
     let websocket = is_websocket_upgrade(req.headers());
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
@@ -260,7 +273,7 @@ async fn forward(
     let observed = Observed::new(
         incoming,
         Box::new(move |bytes, _complete| {
-            exchange.finish(&finisher.recorder, status, Action::Forwarded, bytes);
+            exchange.finish(&finisher.recorder, status, action, bytes);
         }),
     );
     Response::from_parts(parts, body::boxed(observed))
@@ -279,7 +292,9 @@ fn audit_redirect(shared: &Shared, exchange: &mut Exchange, parts: &mut http::re
     };
     let decision = if is_redirect {
         let hsts = &shared.hsts;
-        let hsts_known = |host: &str| hsts.is_enforced(host);
+        let exemptions = &shared.policy.exemptions;
+        // An exempted host is not upgraded by the Location fix either.
+        let hsts_known = |host: &str| hsts.is_enforced(host) && exemptions.matches(host).is_none();
         redirect::audit(
             &exchange.method,
             &url,

@@ -63,11 +63,22 @@ pub fn bad_gateway(cause: &str) -> Response<ProxyBody> {
 /// The answer to an upstream the proxy could not reach or trust: `504` for a timeout, `502`
 /// otherwise, naming the host and the cause.
 pub fn upstream_unavailable(err: &crate::proxy::upstream::UpstreamError) -> Response<ProxyBody> {
-    if err.is_timeout() {
+    if err.is_forbidden() {
+        forbidden(&err.to_string())
+    } else if err.is_timeout() {
         gateway_timeout(&err.to_string())
     } else {
         bad_gateway(&err.to_string())
     }
+}
+
+/// `403`: the destination is never reachable through the proxy (the admin API, a DNS answer
+/// into loopback, a local range asked by a client on the network); `reason` is one line.
+pub fn forbidden(reason: &str) -> Response<ProxyBody> {
+    text(
+        StatusCode::FORBIDDEN,
+        &format!("strictproxy: forbidden: {reason}"),
+    )
 }
 
 /// The answer to a forward that failed, by who failed: the client's broken request body is a
@@ -77,6 +88,9 @@ pub fn upstream_unavailable(err: &crate::proxy::upstream::UpstreamError) -> Resp
 /// host and the cause.
 pub fn forward_failed(err: &crate::proxy::upstream::ForwardError) -> Response<ProxyBody> {
     use crate::proxy::errors::Culprit;
+    if err.is_forbidden() {
+        return forbidden(&err.to_string());
+    }
     match err.culprit() {
         Culprit::Client => {
             let mut response = bad_request(&err.to_string());
@@ -209,6 +223,7 @@ mod tests {
     #[test]
     fn statuses_and_challenge() {
         assert_eq!(bad_request("x").status(), 400);
+        assert_eq!(forbidden("x").status(), 403);
         assert_eq!(bad_gateway("x").status(), 502);
         assert_eq!(gateway_timeout("x").status(), 504);
         assert_eq!(loop_detected("x").status(), 508);
