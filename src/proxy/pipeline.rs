@@ -336,7 +336,11 @@ fn forward_failure(shared: &Shared, exchange: Exchange, err: ForwardError) -> Re
         "{} failed: {err}",
         culprit.as_str()
     );
-    exchange.answer(&shared.recorder, respond::forward_failed(&err), Action::Error)
+    exchange.answer(
+        &shared.recorder,
+        respond::forward_failed(&err),
+        Action::Error,
+    )
 }
 
 /// Joins the client's and the upstream's upgraded connections after a `101`.
