@@ -231,7 +231,22 @@ async fn serve(config: Config) -> Result<()> {
     let ca_path = proxy.ca_path().display().to_string();
     // The banner is for a person; a closed stdout (a supervisor, `| head -1`) must not stop
     // the proxy, so write errors are ignored.
-    let lines = banner(proxy.addr, proxy.admin_addr, &ca_path, &shown);
+    let mut lines = banner(proxy.addr, proxy.admin_addr, &ca_path, &shown);
+    if let Some(fleet) = &proxy.fleet {
+        // Says how much of the shared store this instance loaded before it reported ready.
+        use strictproxy::hsts::fleet::sync::FirstSync;
+        let line = match fleet.first_sync() {
+            FirstSync::Loaded(n) => {
+                format!("  shared HSTS store: {} ({n} entries loaded)", fleet.shown_url())
+            }
+            FirstSync::Unreachable => format!(
+                "  shared HSTS store: {} unreachable; enforcing from the local copy, retrying",
+                fleet.shown_url()
+            ),
+        };
+        // After the address lines, which scripts read first.
+        lines.insert(lines.len().min(3), line);
+    }
     let _ = print_lines(&lines);
     wait_for_shutdown(&proxy).await?;
     tracing::info!(
@@ -337,6 +352,10 @@ async fn wait_for_shutdown(_proxy: &strictproxy::server::RunningProxy) -> Result
 
 fn hsts_command(config: &Config, action: HstsAction) -> Result<ExitCode> {
     use strictproxy::hsts::persist;
+    if config.hsts_redis.is_some() {
+        let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+        return runtime.block_on(hsts_shared_command(config, action));
+    }
     let Some(path) = &config.hsts_store else {
         bail!("the hsts subcommands work on a store file: pass --hsts-store FILE (or set hsts_store in the config)");
     };
@@ -381,6 +400,60 @@ fn hsts_command(config: &Config, action: HstsAction) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `hsts` subcommands on the shared store (`--hsts-redis`): read from and write to Redis
+/// directly; every running instance hears the change.
+async fn hsts_shared_command(config: &Config, action: HstsAction) -> Result<ExitCode> {
+    let (store, fleet) = strictproxy::hsts::fleet::open_shared_store(config).await?;
+    let domain_of = |raw: &str| -> Result<String> {
+        normalize_host(raw)
+            .map(|h| h.into_owned())
+            .with_context(|| format!("`{raw}` is not a valid host name"))
+    };
+    let mut out = std::io::stdout().lock();
+    let code = match action {
+        HstsAction::List => {
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&store.dynamic_entries())?
+            )?;
+            ExitCode::SUCCESS
+        }
+        HstsAction::Query { host } => {
+            let host = domain_of(&host)?;
+            let value = strictproxy::admin::host_status(store.as_ref(), &host);
+            writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+            ExitCode::SUCCESS
+        }
+        HstsAction::Add {
+            domain,
+            include_subdomains,
+            max_age,
+        } => {
+            let domain = domain_of(&domain)?;
+            let entry = store.add_manual(&domain, include_subdomains, max_age)?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&entry)?)?;
+            ExitCode::SUCCESS
+        }
+        HstsAction::Delete { domain } => {
+            let domain = domain_of(&domain)?;
+            if store.remove(&domain) {
+                writeln!(out, "deleted {domain}")?;
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("strictproxy: no learned or manual HSTS entry for {domain}");
+                ExitCode::from(1)
+            }
+        }
+    };
+    if !fleet.flush(std::time::Duration::from_secs(5)).await {
+        bail!(strictproxy::hsts::fleet::FleetError::NotWritten(
+            fleet.shown_url().to_string()
+        ));
+    }
+    Ok(code)
 }
 
 #[cfg(test)]

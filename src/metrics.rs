@@ -42,6 +42,25 @@ struct Outcome {
     outcome: &'static str,
 }
 
+/// The shared HSTS store's metrics (`--hsts-redis`), updated by its sync task and registered
+/// by [`Metrics::register_backend`] only when a shared store is configured. Clones share the
+/// same values.
+#[derive(Clone, Debug, Default)]
+pub struct BackendMetrics {
+    /// 1 while connected to Redis, else 0.
+    pub up: Gauge,
+    /// Entries loaded from Redis at the last full sync.
+    pub loaded_entries: Gauge,
+    /// Writes waiting for Redis.
+    pub queued_writes: Gauge,
+    /// Writes dropped (queue full while Redis was away, or refused by Redis).
+    pub dropped_writes: Counter,
+    /// Changes applied that another instance made.
+    pub remote_changes: Counter,
+    /// Age of the last applied remote change when it arrived, in seconds.
+    pub lag_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
 /// Every metric the proxy exports.
 pub struct Metrics {
     registry: Registry,
@@ -213,6 +232,41 @@ impl Metrics {
         }
     }
 
+    /// Adds the shared store's metrics (names fixed by the fleet contract).
+    pub fn register_backend(&mut self, backend: &BackendMetrics) {
+        let r = &mut self.registry;
+        r.register(
+            "hsts_backend_up",
+            "1 while connected to the shared HSTS store, else 0",
+            backend.up.clone(),
+        );
+        r.register(
+            "hsts_backend_loaded_entries",
+            "Entries loaded from the shared HSTS store at the last full sync",
+            backend.loaded_entries.clone(),
+        );
+        r.register(
+            "hsts_backend_queued_writes",
+            "Writes waiting for the shared HSTS store",
+            backend.queued_writes.clone(),
+        );
+        r.register(
+            "hsts_backend_dropped_writes",
+            "Writes to the shared HSTS store dropped (queue full or refused)",
+            backend.dropped_writes.clone(),
+        );
+        r.register(
+            "hsts_backend_remote_changes",
+            "Changes made by another instance and applied here",
+            backend.remote_changes.clone(),
+        );
+        r.register(
+            "hsts_backend_lag_seconds",
+            "Age of the last applied remote change when it arrived",
+            backend.lag_seconds.clone(),
+        );
+    }
+
     /// Encodes every metric in the Prometheus/OpenMetrics text format, after refreshing the
     /// gauges that are read from elsewhere.
     pub fn render(
@@ -271,6 +325,30 @@ mod tests {
             "strictproxy_leaf_cache_hits_total 5",
             "strictproxy_hsts_evictions_total 7",
             "strictproxy_request_duration_seconds_count 2",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        assert!(!text.contains("hsts_backend"));
+    }
+
+    #[test]
+    fn backend_metrics_use_the_contract_names() {
+        let mut metrics = Metrics::new();
+        let backend = BackendMetrics::default();
+        metrics.register_backend(&backend);
+        backend.up.set(1);
+        backend.loaded_entries.set(42);
+        backend.dropped_writes.inc_by(3);
+        backend.remote_changes.inc();
+        backend.lag_seconds.set(0.25);
+        let text = metrics.render((0, 0, 0), 0, 0);
+        for needle in [
+            "strictproxy_hsts_backend_up 1",
+            "strictproxy_hsts_backend_loaded_entries 42",
+            "strictproxy_hsts_backend_queued_writes 0",
+            "strictproxy_hsts_backend_dropped_writes_total 3",
+            "strictproxy_hsts_backend_remote_changes_total 1",
+            "strictproxy_hsts_backend_lag_seconds 0.25",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

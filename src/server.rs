@@ -39,6 +39,8 @@ pub enum StartError {
     Hsts(#[from] LoadError),
     #[error("cannot open the traffic log: {0}")]
     Traffic(#[from] crate::traffic::TrafficError),
+    #[error(transparent)]
+    Fleet(#[from] crate::hsts::fleet::FleetError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -57,6 +59,8 @@ pub struct RunningProxy {
     listener: JoinHandle<()>,
     admin: Option<JoinHandle<()>>,
     persister: Option<Persister>,
+    /// The link to the shared HSTS store (`--hsts-redis`), when configured.
+    pub fleet: Option<crate::hsts::fleet::Fleet>,
 }
 
 impl RunningProxy {
@@ -91,6 +95,9 @@ impl RunningProxy {
         let _ = self.listener.await;
         if let Some(admin) = &self.admin {
             admin.abort();
+        }
+        if let Some(fleet) = &self.fleet {
+            fleet.flush(Duration::from_secs(2)).await;
         }
         if let Some(persister) = &self.persister {
             if let Err(err) = persister.flush().await {
@@ -135,6 +142,18 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
     let hsts = load_hsts(&config)?;
     if !config.preload.is_empty() {
         release_freed_memory();
+    }
+    // A fleet instance loads the shared set before it accepts a connection.
+    let (hsts, fleet) = match config.hsts_redis.clone() {
+        Some(url) => {
+            let (store, fleet) = crate::hsts::fleet::attach(&config, &url, hsts).await?;
+            (store, Some(fleet))
+        }
+        None => (hsts, None),
+    };
+    let mut metrics = Metrics::new();
+    if let Some(fleet) = &fleet {
+        metrics.register_backend(fleet.metrics());
     }
     let roots = Arc::new(upstream::root_store(&config.upstream_ca)?);
     let resolver = upstream::Resolver::new(config.resolve.clone());
@@ -192,7 +211,7 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
         interceptor,
         upstream,
         recorder: Recorder {
-            metrics: Metrics::new(),
+            metrics,
             traffic,
             feed,
             redact_credentials,
@@ -228,6 +247,7 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
         listener: listener_task,
         admin,
         persister,
+        fleet,
     })
 }
 

@@ -11,6 +11,7 @@
 //! - on top: [`load`] (lists + store file → store), [`persist`] (the store file) and
 //!   [`interop`] (curl, wget, Chromium and JSON files).
 
+pub mod fleet;
 pub mod header;
 pub mod host;
 pub mod interop;
