@@ -322,3 +322,41 @@ async fn redact_credentials_false_keeps_them_and_console_history_bounds_the_ring
         .to_string()
         .contains("sid=abc"));
 }
+
+#[tokio::test]
+async fn hsts_exports_as_curl_and_wget_files_and_pages() {
+    let proxy = start_proxy(None, |_| {}).await;
+    let admin = proxy.proxy.admin_addr.unwrap();
+    for (domain, subs) in [("a.test", true), ("b.test", false), ("c.example", false)] {
+        let body = format!(r#"{{"include_subdomains": {subs}, "max_age": 3600}}"#);
+        let head = format!(
+            "PUT /hsts/{domain} HTTP/1.1\r\nHost: {admin}\r\nContent-Type: application/json"
+        );
+        assert_eq!(status_of(&request(admin, &head, &body).await), 200);
+    }
+    let get = |path: String| async move {
+        request(admin, &format!("GET {path} HTTP/1.1\r\nHost: {admin}"), "").await
+    };
+    // curl's cache: a leading dot for includeSubDomains.
+    let curl = get("/hsts?format=curl".into()).await;
+    assert_eq!(status_of(&curl), 200, "{curl}");
+    assert!(body_of(&curl).contains(".a.test \""), "{curl}");
+    assert!(
+        body_of(&curl).lines().any(|l| l.starts_with("b.test \"")),
+        "{curl}"
+    );
+    // wget's database: tab-separated.
+    let wget = get("/hsts?format=wget".into()).await;
+    assert_eq!(status_of(&wget), 200, "{wget}");
+    assert!(body_of(&wget).contains("a.test\t"), "{wget}");
+    assert_eq!(status_of(&get("/hsts?format=nope".into()).await), 400);
+    // Plain /hsts stays the whole array; with q/offset/limit a page.
+    let all: serde_json::Value = serde_json::from_str(body_of(&get("/hsts".into()).await)).unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 3);
+    let page: serde_json::Value =
+        serde_json::from_str(body_of(&get("/hsts?q=.test&offset=1&limit=1".into()).await)).unwrap();
+    assert_eq!(page["total"], 2);
+    assert_eq!(page["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(page["entries"][0]["domain"], "b.test");
+    assert_eq!(page["counts"]["manual"], 3);
+}

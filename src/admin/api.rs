@@ -3,7 +3,8 @@
 
 use super::{error, json_response, with_type, AdminBody, AdminContext};
 use crate::hsts::host::normalize_host;
-use crate::hsts::store::{HstsStore, StoredEntry};
+use crate::hsts::interop;
+use crate::hsts::store::{now_unix, HstsStore, StoredEntry};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -116,11 +117,15 @@ pub fn host_status(store: &dyn HstsStore, host: &str) -> serde_json::Value {
 /// another file format with `format=`.
 fn list_hsts(ctx: &AdminContext, query: &str) -> Response<AdminBody> {
     if let Some(format) = param(query, "format") {
-        // TODO(interop): `crate::hsts::interop` (curl and wget files) once it is merged.
-        return error(
-            StatusCode::NOT_IMPLEMENTED,
-            &format!("format `{format}` is not available in this build"),
-        );
+        // The same files `strictproxy hsts export` writes: curl's `--hsts` cache, wget's
+        // `--hsts-file`, Chromium's preload JSON.
+        return match format.parse::<interop::Format>() {
+            Ok(format) => with_type(
+                "text/plain; charset=utf-8",
+                interop::export_store(ctx.hsts.as_ref(), format, now_unix()),
+            ),
+            Err(err) => error(StatusCode::BAD_REQUEST, &err.to_string()),
+        };
     }
     let entries = ctx.hsts.dynamic_entries();
     let paged = ["q", "offset", "limit"]
