@@ -55,6 +55,22 @@ impl FindingKind {
     }
 }
 
+impl std::str::FromStr for FindingKind {
+    type Err = UnknownKind;
+
+    /// The contract name back to the kind (`--fail-on`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FindingKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownKind(s.to_owned()))
+    }
+}
+
+/// A name that is no finding kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownKind(pub String);
+
 impl fmt::Display for FindingKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -97,7 +113,12 @@ mod tests {
         for kind in FindingKind::ALL {
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(json, format!("\"{}\"", kind.as_str()));
+            assert_eq!(kind.as_str().parse::<FindingKind>(), Ok(kind));
         }
+        assert_eq!(
+            "nope".parse::<FindingKind>(),
+            Err(UnknownKind("nope".into()))
+        );
     }
 
     #[test]

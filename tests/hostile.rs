@@ -320,3 +320,47 @@ async fn no_leaf_and_no_content_for_a_name_nobody_verified() {
     let misdirected = records.iter().filter(|r| r["status"] == 421).count();
     assert_eq!(misdirected, 3);
 }
+
+/// Item 15 over HTTP/2, where browsers coalesce connections: a request whose `:authority` is
+/// another host than the tunnel's is `421`, so the browser retries it on a connection of its own.
+#[tokio::test]
+async fn an_h2_request_for_another_authority_is_misdirected() {
+    use http_body_util::{BodyExt, Empty};
+    let ca_a = TestCa::with_names(&["a.test"]);
+    let origin_a = Origin::https(&ca_a).await;
+    let proxy = start_proxy(Some(&ca_a), |o| {
+        o.resolve.push("a.test=127.0.0.1".into());
+        o.resolve.push("b.test=127.0.0.1".into());
+    })
+    .await;
+    let port = origin_a.port();
+    let tls = tokio_rustls::TlsConnector::from(common::trusting_proxy(&proxy, true, &[b"h2"]));
+    let tunnel = common::open_tunnel(proxy.addr(), &format!("a.test:{port}")).await;
+    let name = rustls::pki_types::ServerName::try_from("a.test").unwrap();
+    let stream = tls.connect(name, tunnel).await.unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+
+    let mut statuses = Vec::new();
+    for url in [
+        format!("https://a.test:{port}/mine"),
+        format!("https://b.test:{port}/coalesced"),
+        format!("https://a.test:{port}/mine-again"),
+    ] {
+        let request = http::Request::get(url)
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        statuses.push(response.status().as_u16());
+        let _ = response.into_body().collect().await;
+    }
+    assert_eq!(statuses, [200, 421, 200]);
+    let paths: Vec<String> = origin_a.seen().into_iter().map(|s| s.path).collect();
+    assert_eq!(paths, ["/mine", "/mine-again"]);
+}

@@ -333,3 +333,91 @@ async fn the_log_holds_every_exchange_of_50_concurrent_clients() {
         .expect("ts is RFC 3339");
     }
 }
+
+/// Issue 11 item 13: under `--redirect-policy rewrite`, a 302 answering a POST whose Location
+/// is not UTF-8 (`caf\xe9`, on another host) must reach the client as the upstream's 302, not
+/// as a 307 that makes it re-post the credentials to another origin. The origin is raw bytes
+/// on a socket, since no HTTP library writes such a field.
+#[tokio::test]
+async fn unparsable_location_is_never_rewritten() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const ANSWER: &[u8] = b"HTTP/1.1 302 Found\r\nLocation: http://idp.other.test/login/caf\xe9\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let seen = received.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                // Read the head and the body it announces, then answer with the exact bytes.
+                let mut data = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    if let Some(end) = find(&data, b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if data.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => data.extend_from_slice(&buf[..n]),
+                    }
+                }
+                seen.lock().unwrap().extend_from_slice(&data);
+                let _ = stream.write_all(ANSWER).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+
+    let proxy = start_proxy(None, |o| o.redirect_policy = Some("rewrite".into())).await;
+    let form = "user=alice&password=hunter2";
+    let request = format!(
+        "POST http://origin.test:{port}/login HTTP/1.1\r\nHost: origin.test:{port}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{form}",
+        form.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let response = read_response(&mut stream).await;
+    let text = String::from_utf8_lossy(&response);
+    assert!(
+        text.starts_with("HTTP/1.1 302 "),
+        "the upstream's 302 is passed on, not a 307 that replays the form: {text}"
+    );
+    assert!(
+        find(&response, b"http://idp.other.test/login/caf\xe9\r\n").is_some(),
+        "the Location bytes pass unchanged: {text}"
+    );
+    assert!(
+        find(&received.lock().unwrap(), form.as_bytes()).is_some(),
+        "the origin got the form"
+    );
+
+    let records = proxy.records().await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record = &records[0];
+    assert_eq!(record["status"], 302, "{record}");
+    assert!(record.get("rewritten_from").is_none(), "{record}");
+    let mut kinds = finding_kinds(record);
+    kinds.sort();
+    assert_eq!(kinds, ["bad_location", "method_change_risk"], "{record}");
+    let detail = record["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "method_change_risk")
+        .unwrap()["detail"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(detail.contains("not rewritten to 307"), "{detail}");
+}

@@ -14,6 +14,7 @@
 pub mod fleet;
 pub mod header;
 pub mod host;
+pub mod interop;
 pub mod learn;
 pub mod load;
 pub mod persist;

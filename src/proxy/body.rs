@@ -84,19 +84,7 @@ where
     }
 }
 
-/// The client's request body failed on its way upstream (a malformed chunk size, a connection
-/// cut mid-body): the client's fault, not the origin's, though the upstream client reports it.
-#[derive(Debug, thiserror::Error)]
-#[error("the request body from the client is malformed or incomplete: {detail}")]
-pub struct ClientBodyError {
-    pub detail: String,
-}
-
-impl ClientBodyError {
-    pub fn new(detail: String) -> Self {
-        ClientBodyError { detail }
-    }
-}
+pub use crate::proxy::errors::ClientBodyError;
 
 /// What became of the client's request body, seen from the forwarding side: whether it failed
 /// (and why), and when it was completely handed to the upstream.

@@ -10,6 +10,7 @@
 //! and [`misdirected`]).
 
 use crate::ca::leaf_name;
+use crate::hsts::host::normalize_target_host;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::errors::log_connection_error;
 use crate::proxy::exchange::Exchange;
@@ -80,6 +81,11 @@ pub async fn open(
             }
             Err(err) => {
                 shared.recorder.metrics.upstream_error(err.cause());
+                let culprit = err.culprit();
+                shared
+                    .recorder
+                    .metrics
+                    .forward_error(culprit.as_str(), err.cause());
                 exchange.answer(
                     &shared.recorder,
                     respond::upstream_unavailable(&err),
@@ -250,18 +256,25 @@ pub struct SniMismatch {
 /// mitmproxy instead verifies the upstream as the SNI name while connecting to the CONNECT
 /// address; the upstream client here pools by origin, so a mismatch is refused instead, as
 /// Squid's `host_verify_strict` does for a Host that does not match the intercepted address.
-/// Names compare as [`leaf_name`] writes them (case, one trailing dot, brackets); no SNI (an
-/// IP literal, or an old client) means the CONNECT host.
+/// Names compare by the proxy's one normalizer; no SNI (an IP literal, or an old client) means
+/// the CONNECT host.
 pub fn sni_decision(connect_host: &str, sni: Option<&str>) -> Result<String, SniMismatch> {
-    let expected = leaf_name(None, connect_host);
-    let offered = leaf_name(sni, connect_host);
-    if offered == expected {
-        Ok(expected)
-    } else {
-        Err(SniMismatch {
-            connect_host: expected,
-            sni: offered,
-        })
+    match sni.filter(|sni| !sni.is_empty()) {
+        None => Ok(leaf_name(None, connect_host)),
+        Some(sni) if same_host(connect_host, sni) => Ok(leaf_name(Some(sni), connect_host)),
+        Some(sni) => Err(SniMismatch {
+            connect_host: leaf_name(None, connect_host),
+            sni: leaf_name(Some(sni), connect_host),
+        }),
+    }
+}
+
+/// Whether two spellings name the same host, by the proxy's one normalizer (case, punycode,
+/// one trailing dot, IP literal forms); a spelling it refuses matches nothing.
+fn same_host(a: &str, b: &str) -> bool {
+    match (normalize_target_host(a), normalize_target_host(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
     }
 }
 
@@ -282,8 +295,7 @@ pub fn misdirected(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<Authority>().ok())?,
     };
-    let tunnel_host = leaf_name(None, tunnel.host());
-    let same_host = leaf_name(None, named.host()) == tunnel_host;
+    let same_host = same_host(named.host(), tunnel.host());
     let same_port = named
         .port_u16()
         .is_none_or(|port| Some(port) == tunnel.port_u16());
@@ -377,7 +389,7 @@ mod tests {
     #[test]
     fn leaf_only_for_the_connect_host() {
         // (CONNECT host, SNI, leaf name or refused)
-        let rows: [(&str, Option<&str>, Option<&str>); 7] = [
+        let rows: [(&str, Option<&str>, Option<&str>); 8] = [
             ("a.test", Some("a.test"), Some("a.test")),
             // DNS names compare case-insensitively (RFC 4343); one trailing dot is the same name.
             ("a.test", Some("A.Test"), Some("a.test")),
@@ -389,6 +401,8 @@ mod tests {
             ("a.test", Some("b.test"), None),
             // The upstream at an IP is verified for the IP, not for the name.
             ("127.0.0.1", Some("a.test"), None),
+            // One normalizer: a second trailing dot is an empty label, no match.
+            ("a.test", Some("a.test.."), None),
         ];
         for (host, sni, expected) in rows {
             let decided = sni_decision(host, sni);
@@ -402,7 +416,7 @@ mod tests {
     fn requests_for_another_origin_are_misdirected() {
         let tunnel: Authority = "a.test:8443".parse().unwrap();
         // (request target, Host field, misdirected)
-        let rows: [(&str, Option<&str>, bool); 9] = [
+        let rows: [(&str, Option<&str>, bool); 10] = [
             ("/", Some("a.test:8443"), false),
             ("/", Some("A.TEST:8443"), false),
             // No explicit port: the client names the host; the tunnel already fixed the port.
@@ -415,6 +429,7 @@ mod tests {
             ("https://b.test/x", None, true),
             // Another port is another origin (RFC 6454 §4).
             ("/", Some("a.test:9443"), true),
+            ("/", Some("a.test.:8443"), false),
         ];
         for (target, host, expected) in rows {
             let uri: http::Uri = target.parse().unwrap();

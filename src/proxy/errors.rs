@@ -2,9 +2,9 @@
 //! the connector's own `UpstreamError`) several levels deep, and the proxy's answers, retries
 //! and log levels depend on that cause. One walk, used everywhere.
 //!
-//! It also says who failed ([`Culprit`]): the client, the upstream or the proxy itself, so
+//! It also names who failed ([`Culprit`]): the client, the upstream or the proxy itself, so
 //! that the status, the log line and the metric label of a failed exchange agree (pingora's
-//! `ErrorSource` makes the same split).
+//! `ErrorSource` makes the same split); the client's own failure is a [`ClientBodyError`].
 
 use std::error::Error;
 use std::io::ErrorKind;
@@ -87,16 +87,19 @@ impl Culprit {
     }
 }
 
-/// Who failed, read from an error chain: a [`ClientBodyError`](crate::proxy::body::ClientBodyError)
-/// anywhere in it is the client's; the connector's `NoHost` is the proxy's (it built the URI);
-/// everything else that comes out of the upstream client is the upstream's.
-pub fn culprit_of(err: &(dyn Error + 'static)) -> Culprit {
-    if find::<crate::proxy::body::ClientBodyError>(err).is_some() {
-        return Culprit::Client;
-    }
-    match find::<crate::proxy::upstream::UpstreamError>(err) {
-        Some(crate::proxy::upstream::UpstreamError::NoHost) => Culprit::Proxy,
-        _ => Culprit::Upstream,
+/// The client's request body failed on its way upstream (a malformed chunk size, a connection
+/// cut mid-body): the client's fault, not the origin's, though the upstream client reports it.
+/// Defined here, at the bottom of the proxy's modules, so that the body wrapper that raises it
+/// and the upstream side that classifies it both depend on this file and not on each other.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body from the client is malformed or incomplete: {detail}")]
+pub struct ClientBodyError {
+    pub detail: String,
+}
+
+impl ClientBodyError {
+    pub fn new(detail: String) -> Self {
+        ClientBodyError { detail }
     }
 }
 
@@ -128,32 +131,15 @@ mod tests {
     }
 
     #[test]
-    fn culprits() {
-        use crate::proxy::body::ClientBodyError;
-        use crate::proxy::upstream::UpstreamError;
-        let io = || std::io::Error::other("x");
-        // (error chain, who failed)
-        let rows: [(Box<dyn Error + 'static>, Culprit); 4] = [
-            // RFC 9112 §7.1: a chunk size that is not hex is the sender's framing error.
-            (
-                Box::new(Wrapped(Box::new(ClientBodyError::new(
-                    "invalid chunk size".into(),
-                )))),
-                Culprit::Client,
-            ),
-            (
-                Box::new(UpstreamError::Refused {
-                    host: "a.test".into(),
-                    port: 80,
-                }),
-                Culprit::Upstream,
-            ),
-            (Box::new(UpstreamError::NoHost), Culprit::Proxy),
-            (Box::new(Outer(io())), Culprit::Upstream),
-        ];
-        for (err, culprit) in rows {
-            assert_eq!(culprit_of(err.as_ref()), culprit, "{err}");
-        }
+    fn a_client_body_error_is_found_under_hyper_s_wrapping() {
+        let err = Wrapped(Box::new(ClientBodyError::new("invalid chunk size".into())));
+        assert!(find::<ClientBodyError>(&err).is_some());
+        assert_eq!(
+            error_chain(&err),
+            "error reading a body: the request body from the client is malformed or incomplete: invalid chunk size"
+        );
         assert_eq!(Culprit::Client.as_str(), "client");
+        assert_eq!(Culprit::Upstream.as_str(), "upstream");
+        assert_eq!(Culprit::Proxy.as_str(), "proxy");
     }
 }

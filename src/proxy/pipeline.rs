@@ -4,7 +4,9 @@
 //! 1. begin the exchange once and route it ([`route::route`]: admission, target, loops, local
 //!    pages, HSTS upgrade — pure)
 //! 2. answer what the router decided to answer, or forward upstream (hop-by-hop stripped, Via
-//!    added, body streamed)
+//!    added, body streamed), waiting at most `response_timeout` for the head; a head that must
+//!    not be relayed (both length fields, an unasked `101`) is refused with `502`; every
+//!    failure says who failed (client, upstream, proxy) in its status, log line and metric
 //! 3. on the response: learn STS (secure only), audit/rewrite redirects, track loops
 //! 4. relay the response (hop-by-hop stripped, Via added) and log when its body ends
 //!
@@ -144,8 +146,8 @@ async fn forward(
                 parts.headers.clone(),
             )
         });
-    // The client's body: its failures are the client's (item 12), and its end starts the
-    // response timeout (item 10).
+    // The client's body: its failures are the client's (a malformed chunk is answered 400, not
+    // blamed on the origin), and its end starts the wait for the response head.
     let client_body = ClientBodyState::default();
     let (sent, body_sent) = tokio::sync::oneshot::channel();
     let upstream_body = body::boxed(FromClient::new(
@@ -203,9 +205,9 @@ async fn forward(
         .extensions()
         .get::<crate::proxy::upstream::UpstreamPeer>()
         .map(|peer| peer.0.ip());
-    // 5b. Refuse a head that must not be relayed: an ambiguous length (item 9) or a switch of
-    // protocols nobody asked for (item 11). The upstream body is dropped unread, which closes
-    // that upstream connection: its framing cannot be trusted for a next response.
+    // 5b. Refuse a head that must not be relayed: an ambiguous length or a switch of protocols
+    // nobody asked for. The upstream body is dropped unread, which closes that upstream
+    // connection: its framing cannot be trusted for a next response.
     let bodiless = exchange.method == http::Method::HEAD
         || response.status().is_informational()
         || response.status() == StatusCode::NO_CONTENT

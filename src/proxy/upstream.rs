@@ -11,7 +11,7 @@
 //! who failed an exchange (client, upstream or proxy).
 
 use crate::proxy::body::ProxyBody;
-use crate::proxy::errors::{self, Culprit};
+use crate::proxy::errors::{self, ClientBodyError, Culprit};
 use http::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
@@ -81,6 +81,15 @@ impl UpstreamError {
             UpstreamError::ConnectTimeout { .. } | UpstreamError::TlsTimeout { .. }
         )
     }
+
+    /// Who failed: a URI without a host is the proxy's own doing (it builds the URI); every
+    /// other failure to reach or trust an upstream is the upstream's.
+    pub fn culprit(&self) -> Culprit {
+        match self {
+            UpstreamError::NoHost => Culprit::Proxy,
+            _ => Culprit::Upstream,
+        }
+    }
 }
 
 /// Why a forwarded request got no usable response, and who is to blame: the status the client
@@ -90,7 +99,7 @@ pub enum ForwardError {
     /// The client's request body broke its framing (RFC 9112 §7.1: a chunk size that is not
     /// hex) or was cut short: the client's error, answered `400`, and its connection closed.
     #[error("{0}")]
-    ClientBody(#[from] crate::proxy::body::ClientBodyError),
+    ClientBody(#[from] ClientBodyError),
     /// The upstream could not be reached or trusted (the connector's own error, rendered).
     #[error("{message}")]
     Unavailable {
@@ -122,17 +131,17 @@ impl ForwardError {
         client_body: Option<&str>,
     ) -> ForwardError {
         if let Some(detail) = client_body {
-            return crate::proxy::body::ClientBodyError::new(detail.to_string()).into();
+            return ClientBodyError::new(detail.to_string()).into();
         }
-        if let Some(body) = errors::find::<crate::proxy::body::ClientBodyError>(err) {
-            return crate::proxy::body::ClientBodyError::new(body.detail.clone()).into();
+        if let Some(body) = errors::find::<ClientBodyError>(err) {
+            return ClientBodyError::new(body.detail.clone()).into();
         }
         if let Some(cause) = upstream_error_of(err) {
             return ForwardError::Unavailable {
                 message: cause.to_string(),
                 cause: cause.cause(),
                 timeout: cause.is_timeout(),
-                culprit: errors::culprit_of(err),
+                culprit: cause.culprit(),
             };
         }
         ForwardError::Protocol {
@@ -381,7 +390,8 @@ fn add_pem_file(roots: &mut rustls::RootCertStore, path: &Path) -> Result<(), Tr
         source,
     })?;
     let mut count = 0;
-    for cert in rustls_pemfile::certs(&mut data.as_slice()) {
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&data) {
         let cert = cert.map_err(|e| TrustError::Rejected {
             path: path.to_path_buf(),
             message: e.to_string(),
@@ -758,8 +768,7 @@ mod tests {
 
     #[test]
     fn forward_errors_say_who_failed() {
-        let client_body: ForwardError =
-            crate::proxy::body::ClientBodyError::new("invalid chunk size".into()).into();
+        let client_body: ForwardError = ClientBodyError::new("invalid chunk size".into()).into();
         let timeout = ForwardError::ResponseTimeout {
             authority: "slow.test".into(),
             secs: 1,
@@ -773,6 +782,7 @@ mod tests {
             port: 80,
         };
         let unavailable = ForwardError::of_client_error(&refused, "a.test", None);
+        let no_host = ForwardError::of_client_error(&UpstreamError::NoHost, "", None);
         let blamed_on_client = ForwardError::of_client_error(&refused, "a.test", Some("bad chunk"));
         // (error, culprit, cause, timeout)
         let rows = [
@@ -781,6 +791,8 @@ mod tests {
             (&timeout, Culprit::Upstream, "response_timeout", true),
             (&framing, Culprit::Upstream, "ambiguous_length", false),
             (&unavailable, Culprit::Upstream, "refused", false),
+            // The proxy built a URI without a host: its own failure.
+            (&no_host, Culprit::Proxy, "bad_request", false),
         ];
         for (err, culprit, cause, is_timeout) in rows {
             assert_eq!(err.culprit(), culprit, "{err}");

@@ -124,6 +124,13 @@ pub fn audit(
             // (2016, §3.1): the proxy must not create it. The client keeps its own (GET)
             // behaviour and the finding names the fix.
             RedirectPolicy::Rewrite if cross_origin_body => RewriteOutcome::Refused,
+            // A Location that cannot be parsed names no origin the proxy could compare: a
+            // client may still follow it by its own reading (a lenient decoder turns the bytes
+            // of `caf\xe9` into a URL on another host), so a 307 could re-post the body there.
+            // Never rewritten (issue 11 item 13).
+            RedirectPolicy::Rewrite if location.is_some() && target.is_none() => {
+                RewriteOutcome::Unparsable
+            }
             RedirectPolicy::Rewrite => {
                 decision.new_status = Some(keep);
                 RewriteOutcome::Rewritten
@@ -208,6 +215,7 @@ enum RewriteOutcome {
     Logged,
     Rewritten,
     Refused,
+    Unparsable,
 }
 
 fn method_change_risk(
@@ -231,6 +239,10 @@ fn method_change_risk(
             url.origin().ascii_serialization()
         ),
         (RewriteOutcome::Refused, None) => base,
+        (RewriteOutcome::Unparsable, _) => format!(
+            "{base} (not rewritten to {keep}: the Location cannot be parsed, so the proxy \
+             cannot tell where the client would re-send the body)"
+        ),
     };
     Finding::new(FindingKind::MethodChangeRisk, detail)
 }
@@ -498,6 +510,11 @@ mod tests {
             row("unterminated IPv6 literal", GET, "https://a.test/", 302, Some(b"http://[::1/")).kinds(&[BadLocation]),
             row("empty host", GET, "https://a.test/", 302, Some(b"https://")).kinds(&[BadLocation]),
             row("non-UTF-8 bytes (obs-text) have no agreed meaning", GET, "https://a.test/", 302, Some(b"/caf\xe9")).kinds(&[BadLocation]),
+            // --- an unparsable Location is never rewritten (issue 11 item 13) ---
+            row("non-UTF-8 Location on a 302 POST under rewrite: left as 302, no cross-origin 307", POST, "https://rp.test/login", 302, Some(b"http://idp.other.test/login/caf\xe9")).rewrite().kinds(&[MethodChangeRisk, BadLocation]),
+            row("non-UTF-8 Location on a 301 PUT under rewrite: left as 301", PUT, "https://rp.test/x", 301, Some(b"/caf\xe9")).rewrite().kinds(&[MethodChangeRisk, BadLocation]),
+            row("WHATWG-invalid Location on a 302 POST under rewrite: left as 302", POST, "https://rp.test/login", 302, Some(b"http://exa mple.test/")).rewrite().kinds(&[MethodChangeRisk, BadLocation]),
+            row("a missing Location has nothing to follow: the 302 POST is still rewritten", POST, "https://rp.test/login", 302, None).rewrite().kinds(&[MethodChangeRisk, MissingLocation]).status(307),
             // --- responses that are not audited ---
             row("RFC 9110 §15.4.5: 304 is a cache answer, no Location needed", GET, "https://a.test/", 304, None),
             row("304 with an http Location is still no redirect", GET, "https://a.test/", 304, Some(b"http://b.test/")),
@@ -596,6 +613,25 @@ mod tests {
         assert!(d.findings[0]
             .detail
             .contains("rewrote Location to https://hsts.test/"));
+
+        let d = run(
+            &POST,
+            "https://rp.test/login",
+            302,
+            Some(b"http://idp.other.test/login/caf\xe9"),
+            RedirectPolicy::Rewrite,
+        );
+        let risk = d
+            .findings
+            .iter()
+            .find(|f| f.kind == MethodChangeRisk)
+            .unwrap();
+        assert!(
+            risk.detail.contains("not rewritten to 307")
+                && risk.detail.contains("cannot be parsed"),
+            "{}",
+            risk.detail
+        );
 
         let long = format!("http://exa mple.test/{}", "x".repeat(5000));
         let d = run(

@@ -1,24 +1,35 @@
-//! `strictproxy report FILE [--har OUT]`: what a QA run's traffic log says, in one page.
+//! `strictproxy report FILE`: what a QA run's traffic log says, in one page, and the CI gate.
 //!
 //! [`summarize`] reads the JSON-lines log (see [`crate::traffic`]) and counts the exchanges by
 //! action and status, groups every finding by kind and host, and lists the hosts that sent
-//! `Strict-Transport-Security` with whether each meets the HSTS preload list's header
-//! requirements. Its `Display` is the text the subcommand prints. [`write_har`] writes the same
-//! log as HAR 1.2, which browser dev tools can open.
+//! `Strict-Transport-Security` with their preload-eligibility verdict ([`preload`]). The
+//! summary prints as text, JSON or markdown ([`text`]); [`gate`] turns `--fail-on` into an exit
+//! status, [`junit`] writes the findings as a JUnit XML report for CI test reporters, and
+//! [`write_har`] the exchanges as HAR 1.2 for the tools QA teams already use. [`run`] is the
+//! whole subcommand.
 //!
 //! A log may be cut mid-line (a crash, a full disk, a rotation): unparsable lines are skipped and
 //! counted, naming the first, so that one bad line never hides a whole run.
 
+mod cli;
+pub mod gate;
 mod har;
-mod preload;
-mod text;
+pub mod junit;
+mod log;
+pub mod preload;
+pub mod text;
 
-pub use har::write_har;
-pub use preload::{preload_verdict, PreloadVerdict, PRELOAD_MIN_MAX_AGE};
+pub use cli::{run, ReportArgs};
+pub use har::{write_har, write_har_with};
+pub use log::response_header;
+pub use preload::{
+    preload_eligibility, preload_verdict, Observed, PreloadVerdict, PRELOAD_MIN_MAX_AGE,
+};
 
 use crate::finding::{Finding, FindingKind};
-use crate::traffic::{Action, TrafficRecord};
-use std::collections::BTreeMap;
+use crate::traffic::Action;
+use log::parse_log;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::PathBuf;
 use thiserror::Error;
@@ -38,6 +49,13 @@ pub enum ReportError {
         first_line: usize,
         error: String,
     },
+    /// The traffic log could not be read.
+    #[error("cannot read traffic log {}: {source}", path.display())]
+    ReadLog {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     /// The HAR file could not be written.
     #[error("cannot write the HAR file {}: {source}", path.display())]
     WriteHar {
@@ -45,6 +63,44 @@ pub enum ReportError {
         #[source]
         source: io::Error,
     },
+    /// The JUnit file could not be written.
+    #[error("cannot write the JUnit file {}: {source}", path.display())]
+    WriteJunit {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The summary could not be printed.
+    #[error("cannot print the report: {0}")]
+    Print(#[source] io::Error),
+    /// `--fail-on` named no known finding kind.
+    #[error(
+        "unknown finding kind {0:?} in --fail-on: expected \"all\" or a comma-separated list of \
+         {kinds}",
+        kinds = kinds_list()
+    )]
+    UnknownKind(String),
+    /// `--format` named no known format.
+    #[error("unknown report format {0:?}: expected \"text\", \"json\" or \"markdown\"")]
+    UnknownFormat(String),
+}
+
+impl ReportError {
+    /// A mistake on the command line (exit status 2, as for any usage error), not a failed run.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            ReportError::UnknownKind(_) | ReportError::UnknownFormat(_)
+        )
+    }
+}
+
+fn kinds_list() -> String {
+    FindingKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The first line that was skipped, and why.
@@ -54,8 +110,6 @@ pub struct SkippedLine {
     pub line: usize,
     pub error: String,
 }
-
-/// What one host's STS fields say about the preload list.
 
 /// A host that sent `Strict-Transport-Security`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +125,16 @@ pub struct StsHost {
 
 /// The findings of one kind for one host: each distinct sentence with how often it came.
 pub type HostFindings = BTreeMap<String, usize>;
+
+/// One finding where it happened: the exchange's method and URL, for the JUnit report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Occurrence {
+    pub ts: OffsetDateTime,
+    pub method: String,
+    pub url: String,
+    /// The sentence that says what to fix.
+    pub detail: String,
+}
 
 /// The summary of a traffic log.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -89,6 +153,10 @@ pub struct Report {
     pub rewritten: BTreeMap<(u16, u16), usize>,
     /// Every finding, by kind, then by host of the request.
     pub findings: BTreeMap<FindingKind, BTreeMap<String, HostFindings>>,
+    /// Every finding, by kind, then by host, one entry per finding in log order.
+    pub occurrences: BTreeMap<FindingKind, BTreeMap<String, Vec<Occurrence>>>,
+    /// Every host the log names.
+    pub hosts: BTreeSet<String>,
     /// The hosts that sent `Strict-Transport-Security`.
     pub sts_hosts: BTreeMap<String, StsHost>,
 }
@@ -121,6 +189,7 @@ pub fn summarize(log_text: &str) -> Result<Report, ReportError> {
             *report.rewritten.entry((from, rec.status)).or_default() += 1;
         }
         let host = host_of(&rec.url);
+        report.hosts.insert(host.clone());
         for Finding { kind, detail } in &rec.findings {
             *report
                 .findings
@@ -130,6 +199,18 @@ pub fn summarize(log_text: &str) -> Result<Report, ReportError> {
                 .or_default()
                 .entry(detail.clone())
                 .or_default() += 1;
+            report
+                .occurrences
+                .entry(*kind)
+                .or_default()
+                .entry(host.clone())
+                .or_default()
+                .push(Occurrence {
+                    ts: rec.ts,
+                    method: rec.method.clone(),
+                    url: rec.url.clone(),
+                    detail: detail.clone(),
+                });
         }
         if let Some(value) = &rec.sts {
             let seen = sts.entry(host).or_default();
@@ -146,7 +227,10 @@ pub fn summarize(log_text: &str) -> Result<Report, ReportError> {
     }
     report.sts_hosts = sts
         .into_iter()
-        .filter_map(|(host, seen)| seen.into_host().map(|h| (host, h)))
+        .filter_map(|(host, seen)| {
+            let observed = Observed::from_log(&host, &parsed.records);
+            seen.into_host(&host, &observed).map(|h| (host, h))
+        })
         .collect();
     Ok(report)
 }
@@ -160,10 +244,10 @@ struct StsSeen {
 }
 
 impl StsSeen {
-    fn into_host(self) -> Option<StsHost> {
+    fn into_host(self, host: &str, observed: &Observed) -> Option<StsHost> {
         let (value, verdict) = match (self.last_secure, self.last_plain) {
             (Some(value), _) => {
-                let verdict = preload_verdict(&value);
+                let verdict = preload_eligibility(host, &value, observed);
                 (value, verdict)
             }
             (None, Some(value)) => (value, PreloadVerdict::OverHttpOnly),
@@ -175,49 +259,6 @@ impl StsSeen {
             over_http: self.over_http,
             verdict,
         })
-    }
-}
-
-/// The header part of the preload requirements (hstspreload.org): max-age of at least one
-/// year, includeSubDomains, and the preload token. (The parser caps max-age at one year, so
-/// "at least" means "at the cap".)
-
-struct ParsedLog {
-    records: Vec<TrafficRecord>,
-    skipped: usize,
-    first_skipped: Option<SkippedLine>,
-}
-
-fn parse_log(log_text: &str) -> Result<ParsedLog, ReportError> {
-    let mut parsed = ParsedLog {
-        records: Vec::new(),
-        skipped: 0,
-        first_skipped: None,
-    };
-    for (i, line) in log_text.lines().enumerate() {
-        let line = line.trim();
-        // Blank lines are no records (the writer leaves one after a line torn by a write error).
-        if line.is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<TrafficRecord>(line) {
-            Ok(rec) => parsed.records.push(rec),
-            Err(e) => {
-                parsed.skipped += 1;
-                parsed.first_skipped.get_or_insert(SkippedLine {
-                    line: i + 1,
-                    error: e.to_string(),
-                });
-            }
-        }
-    }
-    match (&parsed.first_skipped, parsed.records.is_empty()) {
-        (Some(first), true) => Err(ReportError::NoRecords {
-            lines: parsed.skipped,
-            first_line: first.line,
-            error: first.error.clone(),
-        }),
-        _ => Ok(parsed),
     }
 }
 
@@ -240,9 +281,6 @@ fn host_of(url: &str) -> String {
 fn is_secure_url(url: &str) -> bool {
     url.starts_with("https://") || url.starts_with("wss://")
 }
-
-/// Writes the log as HAR 1.2 (<http://www.softwareishard.com/blog/har-12-spec/>) to `out`, and
-/// returns the number of entries. What the log does not know (headers, HTTP version, MIME type)
 
 #[cfg(test)]
 mod tests {
@@ -490,5 +528,63 @@ mod tests {
         assert_eq!(host_of("bank.test:443"), "bank.test"); // CONNECT authority-form
         assert_eq!(host_of("http://[::1]:8080/"), "[::1]");
         assert_eq!(host_of("not a url"), "(no host)");
+    }
+
+    /// The preload verdict reads the traffic: the site's own answer to http://host/ and
+    /// https://www.host/, with the headers newer logs carry (hstspreload.org's rules).
+    #[test]
+    fn preload_verdict_reads_the_traffic() {
+        const STS: &str = "max-age=31536000; includeSubDomains; preload";
+        let line = |url: &str, status: u16, action: &str, extra: &str| {
+            format!(
+                r#"{{"ts":"2024-05-01T10:00:00.000Z","client":"127.0.0.1:1","method":"GET","url":"{url}","status":{status},"duration_ms":1,"request_bytes":0,"response_bytes":0,"action":"{action}","findings":[]{extra}}}"#
+            )
+        };
+        let sts = format!(r#","sts":"{STS}""#);
+        let log = [
+            // good.test: redirects http→https on the same host, www answers over https.
+            line("https://good.test/", 200, "forwarded", &sts),
+            line(
+                "http://good.test/",
+                301,
+                "forwarded",
+                r#","response_headers":[["Location","https://good.test/"]]"#,
+            ),
+            line("https://www.good.test/", 200, "forwarded", ""),
+            // bad.test: http root goes to www first, and www over https failed.
+            line("https://bad.test/", 200, "forwarded", &sts),
+            line(
+                "http://bad.test/",
+                301,
+                "forwarded",
+                r#","response_headers":[["location","https://www.bad.test/"]]"#,
+            ),
+            line("https://www.bad.test/", 502, "error", ""),
+            // old.test: an older log without headers, and the proxy's own internal redirect:
+            // neither says what the site does, so neither rule is judged.
+            line("https://old.test/", 200, "forwarded", &sts),
+            line("http://old.test/", 301, "forwarded", ""),
+            line("http://old.test/", 307, "hsts_internal_redirect", ""),
+            // sub.good.test: not a registrable domain.
+            line("https://sub.good.test/", 200, "forwarded", &sts),
+        ]
+        .join("\n");
+        let r = summarize(&log).unwrap();
+        let verdict = |host: &str| r.sts_hosts[host].verdict.clone();
+        assert_eq!(verdict("good.test"), PreloadVerdict::Ready);
+        assert_eq!(verdict("old.test"), PreloadVerdict::Ready);
+        assert_eq!(
+            verdict("bad.test"),
+            PreloadVerdict::NotReady(vec![
+                "http://bad.test/ redirected to https://www.bad.test/, not to https://bad.test/ first".into(),
+                "www.bad.test did not answer over HTTPS".into(),
+            ])
+        );
+        assert_eq!(
+            verdict("sub.good.test"),
+            PreloadVerdict::NotReady(vec![
+                "not a registrable domain: submit good.test, which covers sub.good.test".into()
+            ])
+        );
     }
 }

@@ -529,7 +529,8 @@ pub async fn open_tunnel(proxy: SocketAddr, authority: &str) -> tokio::net::TcpS
 /// A TLS client config that trusts only the proxy's CA, with SNI on or off and the given ALPN.
 pub fn trusting_proxy(proxy: &TestProxy, sni: bool, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut proxy.ca_pem().as_slice()) {
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&proxy.ca_pem()) {
         roots.add(cert.unwrap()).unwrap();
     }
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(

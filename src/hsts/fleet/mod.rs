@@ -228,7 +228,7 @@ pub async fn open_shared_store(config: &Config) -> Result<(Arc<dyn HstsStore>, F
     // A preload list that does not load only makes `query` less complete; the shared
     // entries are what these commands are about.
     let preloaded = crate::hsts::load::load_preload_files(&config.preload).unwrap_or_default();
-    let local: Arc<dyn HstsStore> = Arc::new(MemoryStore::with_preload(preloaded));
+    let local: Arc<dyn HstsStore> = Arc::new(MemoryStore::with_preload_lists(preloaded));
     let (store, fleet) = attach(config, url, local).await?;
     if fleet.first_sync() == FirstSync::Unreachable {
         return Err(FleetError::Unreachable(fleet.shown_url.clone()));
