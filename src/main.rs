@@ -237,7 +237,10 @@ async fn serve(config: Config) -> Result<()> {
         use strictproxy::hsts::fleet::sync::FirstSync;
         let line = match fleet.first_sync() {
             FirstSync::Loaded(n) => {
-                format!("  shared HSTS store: {} ({n} entries loaded)", fleet.shown_url())
+                format!(
+                    "  shared HSTS store: {} ({n} entries loaded)",
+                    fleet.shown_url()
+                )
             }
             FirstSync::Unreachable => format!(
                 "  shared HSTS store: {} unreachable; enforcing from the local copy, retrying",
