@@ -22,4 +22,5 @@ pub mod private_file;
 pub mod proxy;
 pub mod redirect;
 pub mod report;
+pub mod server;
 pub mod traffic;

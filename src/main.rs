@@ -3,11 +3,12 @@
 //! in the library; this file only wires it to the terminal and to signals.
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use strictproxy::config::{Config, LogFormat, Overrides};
+use strictproxy::config::{mask_url_password, Config, FlagSet, KeySet, LogFormat, Overrides};
 use strictproxy::hsts::store::normalize_host;
 
 #[derive(Parser)]
@@ -19,64 +20,48 @@ use strictproxy::hsts::store::normalize_host;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// The proxy's flags; each is also a key of the same name (snake_case) in the TOML config.
+    /// Given before a subcommand, they still apply to it (`strictproxy --listen A lab`).
     #[command(flatten)]
-    flags: Flags,
+    flags: FlagSet<ProxyFlags>,
 }
 
-/// The flags; each is also a key of the same name (snake_case) in the TOML config.
-#[derive(Args, Default)]
-struct Flags {
-    /// TOML configuration file (see config/strictproxy.toml); flags win over it
-    #[arg(long, global = true, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8080]
-    #[arg(long, global = true, value_name = "ADDR")]
-    listen: Option<String>,
-    /// Admin API address (loopback only), e.g. 127.0.0.1:8081
-    #[arg(long, global = true, value_name = "ADDR")]
-    admin: Option<String>,
-    /// Folder of the local CA (ca.pem, ca-key.pem; created if absent) [default: certs]
-    #[arg(long, global = true, value_name = "DIR")]
-    ca_dir: Option<PathBuf>,
-    /// JSON file where learned and manual HSTS entries persist
-    #[arg(long, global = true, value_name = "FILE")]
-    hsts_store: Option<PathBuf>,
-    /// Chromium-format HSTS preload list to import (repeatable)
-    #[arg(long, global = true, value_name = "FILE")]
-    preload: Vec<PathBuf>,
-    /// Extra CA certificate (PEM) trusted for upstream TLS (repeatable)
-    #[arg(long, global = true, value_name = "FILE")]
-    upstream_ca: Vec<PathBuf>,
-    /// Send upstream connections for HOST to IP, like curl --resolve (repeatable)
-    #[arg(long, global = true, value_name = "HOST=IP")]
-    resolve: Vec<String>,
-    /// Tunnel HOST (or *.DOMAIN) blind, without interception (repeatable)
-    #[arg(long, global = true, value_name = "PATTERN")]
-    passthrough: Vec<String>,
-    /// Ambiguous 301/302 after non-GET: log them, or rewrite them to 308/307 [default: log]
-    #[arg(long, global = true, value_name = "log|rewrite")]
-    redirect_policy: Option<String>,
-    /// JSON-lines traffic log, one object per exchange
-    #[arg(long, global = true, value_name = "FILE")]
-    traffic_log: Option<PathBuf>,
-    /// Require proxy credentials USER:PASS (Proxy-Authorization: Basic)
-    #[arg(long, global = true, value_name = "USER:PASS")]
-    auth: Option<String>,
-    /// Allow a non-loopback listen address without --auth
-    #[arg(long, global = true)]
-    allow_open: bool,
-    /// Console log format [default: text]
-    #[arg(long, global = true, value_name = "text|json")]
-    log_format: Option<String>,
-    /// Never upgrade HOST (or *.DOMAIN) to HTTPS: an http-only lab or device (repeatable)
-    #[arg(long, global = true, value_name = "PATTERN")]
-    hsts_exempt: Vec<String>,
-    /// Let clients not on loopback reach this private CIDR anyway (repeatable)
-    #[arg(long, global = true, value_name = "CIDR")]
-    allow_private_destination: Vec<String>,
-    /// Share the HSTS store with a fleet through Redis: redis://[user:pass@]host:port/db
-    #[arg(long, global = true, value_name = "URL")]
-    hsts_redis: Option<String>,
+/// Running the proxy: every flag.
+struct ProxyFlags;
+impl KeySet for ProxyFlags {
+    const KEYS: &'static [&'static str] = &["*"];
+}
+
+/// `strictproxy hsts …`: the store and what is loaded into it. `--ca-dir` is accepted (older
+/// scripts pass it) but unused, so not shown.
+struct HstsFlags;
+impl KeySet for HstsFlags {
+    const KEYS: &'static [&'static str] = &["hsts_store", "preload", "hsts_redis"];
+    const HIDDEN: &'static [&'static str] = &["ca_dir"];
+    const GLOBAL: bool = true;
+}
+
+/// `strictproxy ca …`: where the CA lives.
+struct CaFlags;
+impl KeySet for CaFlags {
+    const KEYS: &'static [&'static str] = &["ca_dir"];
+    const GLOBAL: bool = true;
+}
+
+/// `strictproxy lab`: what the lab honours (see `lab::run`).
+struct LabFlags;
+impl KeySet for LabFlags {
+    const KEYS: &'static [&'static str] = &[
+        "listen",
+        "admin",
+        "ca_dir",
+        "traffic_log",
+        "preload",
+        "upstream_ca",
+        "resolve",
+        "passthrough",
+        "log_format",
+    ];
 }
 
 #[derive(Subcommand)]
@@ -85,11 +70,15 @@ enum Command {
     Ca {
         #[command(subcommand)]
         action: CaAction,
+        #[command(flatten)]
+        flags: FlagSet<CaFlags>,
     },
     /// Inspect or edit the HSTS store file (--hsts-store) while the proxy is stopped
     Hsts {
         #[command(subcommand)]
         action: HstsAction,
+        #[command(flatten)]
+        flags: FlagSet<HstsFlags>,
     },
     /// Summarize a traffic log (counts, findings, STS senders); HAR 1.2, JUnit, a CI gate
     Report {
@@ -112,7 +101,10 @@ enum Command {
         no_redact: bool,
     },
     /// Run a self-contained demo on loopback: the proxy plus demo origins, with the lessons
-    Lab,
+    Lab {
+        #[command(flatten)]
+        flags: FlagSet<LabFlags>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -151,32 +143,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn overrides(flags: &Flags) -> Overrides {
-    Overrides {
-        listen: flags.listen.clone(),
-        admin: flags.admin.clone(),
-        ca_dir: flags.ca_dir.clone(),
-        hsts_store: flags.hsts_store.clone(),
-        preload: flags.preload.clone(),
-        upstream_ca: flags.upstream_ca.clone(),
-        resolve: flags.resolve.clone(),
-        passthrough: flags.passthrough.clone(),
-        redirect_policy: flags.redirect_policy.clone(),
-        traffic_log: flags.traffic_log.clone(),
-        auth: flags.auth.clone(),
-        allow_open: flags.allow_open,
-        log_format: flags.log_format.clone(),
-        hsts_exempt: flags.hsts_exempt.clone(),
-        allow_private_destinations: flags.allow_private_destination.clone(),
-        hsts_redis: flags.hsts_redis.clone(),
-        ..Overrides::default()
-    }
+/// The configuration from the top-level flags and the subcommand's (which win).
+fn load<S, T>(top: FlagSet<S>, sub: FlagSet<T>) -> Result<Config> {
+    let (path, overrides): (Option<PathBuf>, Overrides) = top.merge(sub);
+    Ok(Config::load(path.as_deref(), &overrides)?)
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    let config = Config::load(cli.flags.config.as_deref(), &overrides(&cli.flags))?;
+    let top = cli.flags;
     match cli.command {
         None => {
+            let config = Config::load(top.config.as_deref(), &top.overrides)?;
             init_logging(config.log_format);
             let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
             runtime.block_on(serve(config))?;
@@ -184,14 +161,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Some(Command::Ca {
             action: CaAction::Export,
+            flags,
         }) => {
+            let config = load(top, flags)?;
             let ca = strictproxy::ca::LocalCa::load_or_create(&config.ca_dir)?;
             let mut out = std::io::stdout().lock();
             out.write_all(ca.cert_pem().as_bytes())?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Hsts { action }) => hsts_command(&config, action),
+        Some(Command::Hsts { action, flags }) => hsts_command(&load(top, flags)?, action),
         Some(Command::Report {
             file,
             har,
@@ -219,7 +198,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Err(err) => Err(err.into()),
             }
         }
-        Some(Command::Lab) => {
+        Some(Command::Lab { flags }) => {
+            let config = load(top, flags)?;
             init_logging(config.log_format);
             let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
             runtime.block_on(strictproxy::lab::run(config))?;
@@ -246,11 +226,13 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn serve(config: Config) -> Result<()> {
-    let proxy = strictproxy::proxy::start(config).await?;
+    let shown = Shown::from(&config);
+    let proxy = strictproxy::server::start(config).await?;
     let ca_path = proxy.ca_path().display().to_string();
     // The banner is for a person; a closed stdout (a supervisor, `| head -1`) must not stop
     // the proxy, so write errors are ignored.
-    let _ = print_banner(&proxy, &ca_path);
+    let lines = banner(proxy.addr, proxy.admin_addr, &ca_path, &shown);
+    let _ = print_lines(&lines);
     wait_for_shutdown(&proxy).await?;
     tracing::info!(
         "shutting down: draining requests, then writing the HSTS store and the traffic log"
@@ -259,34 +241,77 @@ async fn serve(config: Config) -> Result<()> {
     Ok(())
 }
 
-fn print_banner(proxy: &strictproxy::proxy::RunningProxy, ca_path: &str) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "strictproxy listening on http://{} (CA: {ca_path})",
-        proxy.addr
-    )?;
-    match proxy.admin_addr {
-        Some(admin) => writeln!(
-            out,
-            "  admin API: http://{admin}/hsts  http://{admin}/metrics"
-        )?,
-        None => writeln!(out, "  admin API: off (enable with --admin 127.0.0.1:8081)")?,
+/// What the banner tells about the configuration, taken before the proxy owns it.
+struct Shown {
+    hsts_exempt: Vec<String>,
+    hsts_redis: Option<String>,
+    hsts_redis_prefix: String,
+}
+
+impl From<&Config> for Shown {
+    fn from(config: &Config) -> Shown {
+        Shown {
+            hsts_exempt: config.hsts_exempt.clone(),
+            hsts_redis: config.hsts_redis.clone(),
+            hsts_redis_prefix: config.hsts_redis_prefix.clone(),
+        }
     }
-    writeln!(
-            out,
-            "  trust the CA:  sudo cp {ca_path} /usr/local/share/ca-certificates/strictproxy.crt && sudo update-ca-certificates"
-        )?;
-    writeln!(
-            out,
-            "  or per client: curl -x http://{} --cacert {ca_path} https://example.org/   (other devices: open http://strictproxy.local/ through the proxy)",
-            proxy.addr
-        )?;
+}
+
+/// The start-up lines. The first two are read by scripts and tests: the listen address and
+/// the CA path, then the admin API's address.
+fn banner(
+    addr: SocketAddr,
+    admin: Option<SocketAddr>,
+    ca_path: &str,
+    shown: &Shown,
+) -> Vec<String> {
+    let mut lines = vec![format!(
+        "strictproxy listening on http://{addr} (CA: {ca_path})"
+    )];
+    match admin {
+        Some(admin) => {
+            lines.push(format!(
+                "  admin API: http://{admin}/hsts  http://{admin}/metrics"
+            ));
+            lines.push(format!("  console: http://{admin}/"));
+        }
+        None => lines.push("  admin API: off (enable with --admin 127.0.0.1:8081)".to_string()),
+    }
+    if !shown.hsts_exempt.is_empty() {
+        // The operator's exemptions switch HSTS off for these hosts: never silently.
+        lines.push(format!(
+            "  HSTS exempt (never upgraded): {}",
+            shown.hsts_exempt.join(", ")
+        ));
+    }
+    if let Some(url) = &shown.hsts_redis {
+        // The password never reaches a terminal, a log collector or a screenshot.
+        lines.push(format!(
+            "  HSTS store shared through {} (prefix {})",
+            mask_url_password(url),
+            shown.hsts_redis_prefix
+        ));
+    }
+    lines.push(format!(
+        "  trust the CA:  sudo cp {ca_path} /usr/local/share/ca-certificates/strictproxy.crt && sudo update-ca-certificates"
+    ));
+    lines.push(format!(
+        "  or per client: curl -x http://{addr} --cacert {ca_path} https://example.org/   (other devices: open http://strictproxy.local/ through the proxy)"
+    ));
+    lines
+}
+
+fn print_lines(lines: &[String]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        writeln!(out, "{line}")?;
+    }
     out.flush()
 }
 
 #[cfg(unix)]
-async fn wait_for_shutdown(proxy: &strictproxy::proxy::RunningProxy) -> Result<()> {
+async fn wait_for_shutdown(proxy: &strictproxy::server::RunningProxy) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
@@ -303,7 +328,7 @@ async fn wait_for_shutdown(proxy: &strictproxy::proxy::RunningProxy) -> Result<(
 }
 
 #[cfg(not(unix))]
-async fn wait_for_shutdown(_proxy: &strictproxy::proxy::RunningProxy) -> Result<()> {
+async fn wait_for_shutdown(_proxy: &strictproxy::server::RunningProxy) -> Result<()> {
     tokio::signal::ctrl_c()
         .await
         .context("cannot watch Ctrl-C")?;
@@ -356,4 +381,192 @@ fn hsts_command(config: &Config, action: HstsAction) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn help(path: &[&str]) -> String {
+        let mut cmd = Cli::command();
+        // Propagates the global flags into the nested subcommands, as parsing does.
+        cmd.build();
+        let mut sub = &mut cmd;
+        for name in path {
+            sub = sub.find_subcommand_mut(name).unwrap();
+        }
+        sub.render_long_help().to_string()
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn each_subcommand_lists_only_its_flags() {
+        // (subcommand, flags its help must show, flags it must not)
+        let rows: &[(&[&str], &[&str], &[&str])] = &[
+            (
+                &[],
+                &["--listen", "--hsts-exempt", "--hsts-redis", "--config"],
+                &[],
+            ),
+            (
+                &["report"],
+                &["--har"],
+                &["--listen", "--config", "--ca-dir", "--preload"],
+            ),
+            (
+                &["hsts"],
+                &["--config", "--hsts-store", "--preload", "--hsts-redis"],
+                &["--listen", "--admin", "--ca-dir", "--resolve", "--auth"],
+            ),
+            // Given after the action too (`hsts list --hsts-store F`).
+            (
+                &["hsts", "list"],
+                &["--hsts-store", "--preload", "--hsts-redis"],
+                &["--listen"],
+            ),
+            (
+                &["ca", "export"],
+                &["--config", "--ca-dir"],
+                &["--listen", "--hsts-store"],
+            ),
+            (
+                &["lab"],
+                &["--listen", "--ca-dir", "--admin"],
+                &["--auth", "--allow-open", "--hsts-redis"],
+            ),
+        ];
+        for (path, shown, absent) in rows {
+            let text = help(path);
+            for flag in *shown {
+                assert!(
+                    text.contains(&format!("{flag} ")),
+                    "{path:?} lacks {flag}:\n{text}"
+                );
+            }
+            for flag in *absent {
+                assert!(
+                    !text.contains(&format!("{flag} ")),
+                    "{path:?} lists {flag}:\n{text}"
+                );
+            }
+        }
+    }
+
+    /// Every way the tests, the scripts and the README pass flags keeps parsing.
+    #[test]
+    fn existing_invocations_still_parse() {
+        let rows: &[&[&str]] = &[
+            &["--listen", "127.0.0.1:0", "ca", "export", "--ca-dir", "d"],
+            &["ca", "--ca-dir", "d", "export"],
+            &[
+                "hsts",
+                "add",
+                "x.test",
+                "--include-subdomains",
+                "--max-age",
+                "1000",
+                "--hsts-store",
+                "s",
+                "--ca-dir",
+                "d",
+            ],
+            &["--hsts-store", "s", "hsts", "list"],
+            &["hsts", "--hsts-store", "s", "query", "x.test"],
+            &[
+                "--listen",
+                "0.0.0.0:0",
+                "--allow-open",
+                "lab",
+                "--ca-dir",
+                "d",
+            ],
+            &["--listen", "127.0.0.1:0", "lab", "--ca-dir", "d"],
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "report",
+                "f.jsonl",
+                "--har",
+                "o.har",
+            ],
+            &[
+                "--config",
+                "c.toml",
+                "--hsts-exempt",
+                "a.test",
+                "--hsts-exempt",
+                "*.b.test",
+            ],
+        ];
+        for args in rows {
+            let argv = std::iter::once("strictproxy").chain(args.iter().copied());
+            if let Err(e) = Cli::try_parse_from(argv) {
+                panic!("{args:?}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn subcommand_flags_win_and_top_level_flags_still_apply() {
+        let cli = Cli::try_parse_from([
+            "strictproxy",
+            "--listen",
+            "127.0.0.1:1",
+            "--ca-dir",
+            "top",
+            "lab",
+            "--ca-dir",
+            "sub",
+        ])
+        .unwrap();
+        let Some(Command::Lab { flags }) = cli.command else {
+            panic!("not lab")
+        };
+        let config = load(cli.flags, flags).unwrap();
+        assert_eq!(config.listen.port(), 1);
+        assert_eq!(config.ca_dir, PathBuf::from("sub"));
+    }
+
+    #[test]
+    fn banner_lines() {
+        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let admin: SocketAddr = "127.0.0.1:8081".parse().unwrap();
+        let shown = Shown {
+            hsts_exempt: vec!["a.test".into(), "*.lab.test".into()],
+            hsts_redis: Some("redis://user:secret@h:6379/0".into()),
+            hsts_redis_prefix: "strictproxy:hsts:".into(),
+        };
+        let lines = banner(addr, Some(admin), "certs/ca.pem", &shown);
+        assert!(lines[0]
+            .starts_with("strictproxy listening on http://127.0.0.1:8080 (CA: certs/ca.pem)"));
+        assert!(
+            lines[1].starts_with("  admin API: http://127.0.0.1:8081/"),
+            "{}",
+            lines[1]
+        );
+        let text = lines.join("\n");
+        assert!(text.contains("console: http://127.0.0.1:8081/\n"), "{text}");
+        assert!(
+            text.contains("HSTS exempt (never upgraded): a.test, *.lab.test"),
+            "{text}"
+        );
+        assert!(text.contains("redis://user:***@h:6379/0"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+
+        let quiet = Shown {
+            hsts_exempt: vec![],
+            hsts_redis: None,
+            hsts_redis_prefix: "strictproxy:hsts:".into(),
+        };
+        let text = banner(addr, None, "certs/ca.pem", &quiet).join("\n");
+        assert!(text.contains("admin API: off"), "{text}");
+        assert!(!text.contains("console:"), "{text}");
+        assert!(!text.contains("exempt"), "{text}");
+        assert!(!text.contains("Redis") && !text.contains("redis"), "{text}");
+    }
 }

@@ -52,6 +52,7 @@ pub struct Metrics {
     forward_errors: Family<CulpritCause, Counter>,
     tls_handshakes: Family<Outcome, Counter>,
     hsts_entries: Family<Source, Gauge>,
+    hsts_evictions: Counter,
     leaf_cache_hits: Counter,
     leaf_cache_misses: Counter,
     open_connections: Gauge,
@@ -105,6 +106,12 @@ impl Metrics {
             "HSTS store entries, by source",
             hsts_entries.clone(),
         );
+        let hsts_evictions = Counter::default();
+        registry.register(
+            "hsts_evictions",
+            "Learned HSTS entries evicted by max_learned_per_site or max_learned_entries",
+            hsts_evictions.clone(),
+        );
         let leaf_cache_hits = Counter::default();
         registry.register(
             "leaf_cache_hits",
@@ -146,6 +153,7 @@ impl Metrics {
             forward_errors,
             tls_handshakes,
             hsts_entries,
+            hsts_evictions,
             leaf_cache_hits,
             leaf_cache_misses,
             open_connections,
@@ -196,6 +204,15 @@ impl Metrics {
         self.open_connections.dec();
     }
 
+    /// Brings `strictproxy_hsts_evictions_total` up to the store's own count
+    /// (`HstsStore::evictions`); call before [`Metrics::render`].
+    pub fn sync_hsts_evictions(&self, total: u64) {
+        let exported = self.hsts_evictions.get();
+        if total > exported {
+            self.hsts_evictions.inc_by(total - exported);
+        }
+    }
+
     /// Encodes every metric in the Prometheus/OpenMetrics text format, after refreshing the
     /// gauges that are read from elsewhere.
     pub fn render(
@@ -242,6 +259,8 @@ mod tests {
         metrics.exchange("hsts_internal_redirect", 307, 0.0001);
         metrics.finding(FindingKind::MethodChangeRisk);
         metrics.upstream_error("refused");
+        metrics.sync_hsts_evictions(7);
+        metrics.sync_hsts_evictions(4);
         let text = metrics.render((2, 1, 100), 5, 3);
         for needle in [
             "strictproxy_requests_total{action=\"forwarded\",status=\"200\"} 1",
@@ -250,6 +269,7 @@ mod tests {
             "strictproxy_upstream_errors_total{cause=\"refused\"} 1",
             "strictproxy_hsts_entries{source=\"preload\"} 100",
             "strictproxy_leaf_cache_hits_total 5",
+            "strictproxy_hsts_evictions_total 7",
             "strictproxy_request_duration_seconds_count 2",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");

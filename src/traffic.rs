@@ -247,7 +247,7 @@ enum Command {
 
 /// Counters shared by the handles and the writer (the writer must not hold a sender, or the
 /// channel would never close).
-struct Shared {
+struct QueueCounters {
     queued: AtomicUsize,
     max_queued: usize,
     dropped: AtomicU64,
@@ -258,7 +258,7 @@ struct Shared {
 #[derive(Clone)]
 pub struct TrafficLog {
     tx: mpsc::UnboundedSender<Command>,
-    shared: Arc<Shared>,
+    shared: Arc<QueueCounters>,
 }
 
 impl TrafficLog {
@@ -275,7 +275,7 @@ impl TrafficLog {
             source,
         })?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(QueueCounters {
             queued: AtomicUsize::new(0),
             max_queued: max_queued.max(1),
             dropped: AtomicU64::new(0),
@@ -362,7 +362,7 @@ fn warn_if_readable_by_others(path: &Path, file: &std::fs::File) {
 struct Writer {
     path: PathBuf,
     out: Option<BufWriter<File>>,
-    shared: Arc<Shared>,
+    shared: Arc<QueueCounters>,
     /// Lines given to `out` since its last successful flush (lost if that flush fails).
     unflushed: u64,
     /// Lines lost since the last failure was reported.
@@ -380,7 +380,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(path: PathBuf, file: File, shared: Arc<Shared>) -> Self {
+    fn new(path: PathBuf, file: File, shared: Arc<QueueCounters>) -> Self {
         let now = Instant::now();
         Writer {
             path,

@@ -258,7 +258,8 @@ fn ca_export_prints_the_ca_and_an_open_key_refuses_start_with_chmod_advice() {
     assert!(ok, "{stderr}");
     assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
     assert_eq!(pem, std::fs::read_to_string(ca.join("ca.pem")).unwrap());
-    let der = rustls_pemfile::certs(&mut pem.as_bytes())
+    use rustls::pki_types::pem::PemObject;
+    let der = rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
         .next()
         .unwrap()
         .unwrap();

@@ -34,7 +34,7 @@ async fn start_with_toml(
     tweak(&mut o);
     let traffic_log = o.traffic_log.clone().unwrap();
     let config = Config::load(Some(&path), &o).unwrap();
-    let proxy = strictproxy::proxy::start(config).await.unwrap();
+    let proxy = strictproxy::server::start(config).await.unwrap();
     TestProxy {
         proxy,
         dir,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::persist;
 use super::preload::{self, PreloadEntry, PreloadError};
-use super::store::{HstsStore, MemoryStore};
+use super::store::{HstsStore, Limits, MemoryStore};
 use crate::config::Config;
 
 /// Why the HSTS store could not be built.
@@ -21,8 +21,11 @@ pub enum LoadError {
 
 /// Loads the HSTS store: the preload lists, then what was persisted.
 pub fn load_hsts(config: &Config) -> Result<Arc<dyn HstsStore>, LoadError> {
-    let preloaded = load_preload_files(&config.preload)?;
-    let store = MemoryStore::with_preload(preloaded);
+    let lists = load_preload_files(&config.preload)?;
+    let store = MemoryStore::with_preload_lists(lists).with_limits(Limits {
+        max_learned_entries: config.max_learned_entries,
+        max_learned_per_site: config.max_learned_per_site,
+    });
     if let Some(path) = &config.hsts_store {
         let outcome = persist::load(path);
         if let Some(warning) = &outcome.warning {
@@ -33,9 +36,12 @@ pub fn load_hsts(config: &Config) -> Result<Arc<dyn HstsStore>, LoadError> {
     Ok(Arc::new(store))
 }
 
-/// Reads every `--preload` file, in order, into one list.
-pub fn load_preload_files<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<PreloadEntry>, LoadError> {
-    let mut preloaded = Vec::new();
+/// Reads every `--preload` file, one list per file (see [`MemoryStore::with_preload_lists`]
+/// for how they combine). A pins file is refused with an error naming it.
+pub fn load_preload_files<P: AsRef<Path>>(
+    paths: &[P],
+) -> Result<Vec<Vec<PreloadEntry>>, LoadError> {
+    let mut preloaded = Vec::with_capacity(paths.len());
     for path in paths {
         let path = path.as_ref();
         let entries = preload::load_preload_file(path)?;
@@ -44,7 +50,7 @@ pub fn load_preload_files<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<PreloadEntr
             "preload list {}: {force_https} force-https entries",
             path.display()
         );
-        preloaded.extend(entries);
+        preloaded.push(entries);
     }
     Ok(preloaded)
 }
@@ -52,7 +58,7 @@ pub fn load_preload_files<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<PreloadEntr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hsts::preload::{load_preload_file, parse_preload, synthetic_list};
+    use crate::hsts::preload::{load_preload_file, parse_preload, synthetic_list, PreloadError};
     use crate::hsts::store::Source;
 
     /// The real list from shared/, beside the crate (main) or two levels up (a worktree).
@@ -143,5 +149,184 @@ mod tests {
             elapsed.as_secs_f64() < limit,
             "loading 150k entries took {elapsed:?}"
         );
+    }
+
+    /// A pins file in the shape of Chromium's transport_security_state_static_pins.json.
+    const PINS_FILE: &str = r#"// Pins only: no HSTS in here.
+{
+  "pinsets": [ { "name": "google", "static_spki_hashes": [ "GoogleBackup2048" ] } ],
+  "entries": [
+    { "name": "google", "include_subdomains": true, "pins": "google" },
+    { "name": "accounts.google.com", "include_subdomains": true, "pins": "google" },
+    { "name": "mail.google.com", "include_subdomains": true, "pins": "google" }
+  ]
+}
+"#;
+
+    /// A second, legitimate list: force-https entries and pins-only entries of its own.
+    const SECOND_LIST: &str = r#"{
+  "entries": [
+    { "name": "gmail.com", "include_subdomains": true, "mode": "force-https" },
+    { "name": "chart.apis.google.com", "mode": "force-https" },
+    { "name": "own.example", "include_subdomains": true, "mode": "force-https" },
+    { "name": "exempt.own.example", "pins": "own" },
+    { "name": "mail.google.com", "include_subdomains": true, "pins": "google" },
+    { "name": "x.anything.google", "pins": "google" }
+  ]
+}
+"#;
+
+    #[test]
+    fn a_pins_file_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let pins = dir.path().join("transport_security_state_static_pins.json");
+        std::fs::write(&pins, PINS_FILE).unwrap();
+        let err = load_preload_files(&[&pins]).unwrap_err().to_string();
+        assert!(err.contains(&pins.display().to_string()), "{err}");
+        assert!(err.contains("is a pins file"), "{err}");
+        assert!(
+            err.contains("transport_security_state_static_pins.json"),
+            "{err}"
+        );
+        // Whichever position it has among the files.
+        let second = dir.path().join("second.json");
+        std::fs::write(&second, SECOND_LIST).unwrap();
+        assert!(load_preload_files(&[&second, &pins]).is_err());
+        assert!(load_preload_files(&[&pins, &second]).is_err());
+        // Either mark alone is enough: pinsets, or an entry without mode.
+        for text in [
+            r#"{"pinsets": [], "entries": []}"#,
+            r#"{"entries": [{"name": "a.test", "pins": "x"}]}"#,
+            r#"{"entries": [{"name": "a.test", "expect_ct": true}]}"#,
+        ] {
+            assert!(
+                matches!(
+                    parse_preload(text),
+                    Err(PreloadError::PinsFile { path: None })
+                ),
+                "{text}"
+            );
+        }
+        // An empty list without pins marks, or one with a force-https entry, is a list.
+        assert_eq!(parse_preload(r#"{"entries": []}"#).unwrap(), []);
+        assert!(parse_preload(
+            r#"{"pinsets": [], "entries": [{"name": "a.test", "mode": "force-https"}]}"#
+        )
+        .is_ok());
+    }
+
+    /// (host, enforced) rows shared by both file orders.
+    fn assert_strictest(store: &MemoryStore, rows: &[(&str, bool)], order: &str) {
+        for &(host, enforced) in rows {
+            assert_eq!(store.is_enforced(host), enforced, "{order}: {host}");
+        }
+    }
+
+    #[test]
+    fn several_lists_strictest_wins_in_both_orders() {
+        let a = parse_preload(
+            r#"{"entries": [
+                {"name": "gmail.com", "mode": "force-https"},
+                {"name": "google.test", "include_subdomains": true, "mode": "force-https"},
+                {"name": "chart.google.test", "include_subdomains": true, "pins": "p"},
+                {"name": "shared.test", "include_subdomains": true, "mode": "force-https"},
+                {"name": "x.shared.test", "include_subdomains": true, "pins": "p"}
+            ]}"#,
+        )
+        .unwrap();
+        let b = parse_preload(
+            r#"{"entries": [
+                {"name": "gmail.com", "include_subdomains": true, "mode": "force-https"},
+                {"name": "mail.google.test", "include_subdomains": true, "pins": "p"},
+                {"name": "shared.test", "include_subdomains": true, "mode": "force-https"},
+                {"name": "x.shared.test", "include_subdomains": true, "pins": "p"},
+                {"name": "only-b.test", "mode": "force-https"}
+            ]}"#,
+        )
+        .unwrap();
+        #[rustfmt::skip]
+        let rows: &[(&str, bool)] = &[
+            // includeSubDomains over not: b's gmail.com covers subdomains whatever the order.
+            ("gmail.com", true),
+            ("www.gmail.com", true),
+            // A's own exemption works against A's own entry ...
+            ("chart.google.test", false),
+            ("y.chart.google.test", false),
+            // ... but b's pins-only entry does not exempt from a's google.test.
+            ("mail.google.test", true),
+            ("z.mail.google.test", true),
+            // Both lists exempt the same name under their own entries: exempt.
+            ("x.shared.test", false),
+            ("shared.test", true),
+            ("only-b.test", true),
+            ("other.test", false),
+        ];
+        let ab = MemoryStore::with_preload_lists(vec![a.clone(), b.clone()]);
+        let ba = MemoryStore::with_preload_lists(vec![b, a]);
+        assert_strictest(&ab, rows, "a, b");
+        assert_strictest(&ba, rows, "b, a");
+        // The reported entry is the same in both orders, and distinct names count once.
+        for host in ["www.gmail.com", "mail.google.test"] {
+            assert_eq!(ab.lookup(host), ba.lookup(host), "{host}");
+        }
+        assert!(ab.lookup("www.gmail.com").unwrap().include_subdomains);
+        assert_eq!(ab.counts(), (0, 0, 4));
+        assert_eq!(ba.counts(), (0, 0, 4));
+    }
+
+    /// The real list with a second one, in both orders: the second list's pins-only entries
+    /// never exempt a name the real list forces, and its force-https entries add to it.
+    #[test]
+    fn real_list_with_a_second_list_in_both_orders() {
+        let Some(real) = real_list() else {
+            eprintln!(
+                "skipped: shared/hsts/transport_security_state_static.2016-08.json not present"
+            );
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let second = dir.path().join("second.json");
+        std::fs::write(&second, SECOND_LIST).unwrap();
+        let pins = dir.path().join("transport_security_state_static_pins.json");
+        std::fs::write(&pins, PINS_FILE).unwrap();
+        for paths in [[&real, &pins], [&pins, &real]] {
+            let err = load_preload_files(&paths).unwrap_err().to_string();
+            assert!(
+                err.contains(&pins.display().to_string()) && err.contains("pins file"),
+                "{err}"
+            );
+        }
+        #[rustfmt::skip]
+        let rows: &[(&str, bool)] = &[
+            // The real list's google entries stay in force despite the second's pins.
+            ("mail.google.com", true),
+            ("x.mail.google.com", true),
+            ("accounts.google.com", true),
+            ("anything.google", true),
+            ("x.anything.google", true),
+            // force-https over none: the second list forces what the real one exempts ...
+            ("chart.apis.google.com", true),
+            // ... but not the subdomains, which the real list exempts with includeSubDomains.
+            ("x.chart.apis.google.com", false),
+            // includeSubDomains over not: the real gmail.com has none, the second has.
+            ("gmail.com", true),
+            ("x.gmail.com", true),
+            // The second list's own exemption against its own entry.
+            ("own.example", true),
+            ("y.own.example", true),
+            ("exempt.own.example", false),
+            ("example.com", false),
+        ];
+        for (order, paths) in [
+            ("real, second", [&real, &second]),
+            ("second, real", [&second, &real]),
+        ] {
+            let lists = load_preload_files(&paths).unwrap();
+            let store = MemoryStore::with_preload_lists(lists);
+            assert_strictest(&store, rows, order);
+            // 13,138 from the real list, plus own.example (gmail.com and chart.apis.google.com
+            // are counted once).
+            assert_eq!(store.counts(), (0, 0, 13_140), "{order}");
+        }
     }
 }

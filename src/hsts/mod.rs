@@ -13,6 +13,7 @@
 
 pub mod header;
 pub mod host;
+pub mod interop;
 pub mod learn;
 pub mod load;
 pub mod persist;

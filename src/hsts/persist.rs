@@ -8,8 +8,10 @@
 //! `ImportantFileWriter` uses for its `TransportSecurity` file).
 //!
 //! Writes are debounced: the first change wakes the persister, which waits [`DEBOUNCE`] for
-//! more changes and then writes them all at once. A flood of learned headers becomes a few
-//! writes a second, and any change reaches the file well within the 2 seconds the contract
+//! more changes and then writes them all at once, and two writes start at least
+//! [`MIN_WRITE_INTERVAL`] apart. A continuous flood of learned headers (issue 11 item 5: a
+//! wildcard site teaching one entry per random subdomain) thus costs at most one rewrite a
+//! second, and any change still reaches the file within the 2 seconds the contract
 //! promises. The last write happens at shutdown ([`Persister::shutdown`]).
 //!
 //! A missing file is a first start. A corrupt or unreadable one gives a warning naming the
@@ -35,6 +37,9 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// How long the persister gathers changes before it writes them.
 pub const DEBOUNCE: Duration = Duration::from_millis(400);
+
+/// The least time between the starts of two writes: bounds the rewrite rate under a flood.
+pub const MIN_WRITE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// After a failed write (disk full, permissions), how long before trying again without
 /// waiting for another change.
@@ -306,17 +311,23 @@ pub fn spawn_persister(store: Arc<dyn HstsStore>, path: PathBuf) -> Persister {
 
 async fn run(inner: Arc<Inner>, stop: Arc<Notify>) {
     let mut failed = false;
+    let mut last_write: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             () = stop.notified() => return,
             () = inner.store.changed().notified() => {}
             () = tokio::time::sleep(RETRY_AFTER), if failed => {}
         }
-        // Gather the rest of a burst into the same write.
+        // Gather the rest of a burst into the same write, and keep writes apart.
+        let mut until = tokio::time::Instant::now() + DEBOUNCE;
+        if let Some(last) = last_write {
+            until = until.max(last + MIN_WRITE_INTERVAL);
+        }
         tokio::select! {
             () = stop.notified() => return,
-            () = tokio::time::sleep(DEBOUNCE) => {}
+            () = tokio::time::sleep_until(until) => {}
         }
+        last_write = Some(tokio::time::Instant::now());
         match inner.write(false).await {
             Ok(()) => failed = false,
             Err(error) => {
@@ -584,7 +595,8 @@ mod tests {
         let persister = spawn_persister(store.clone(), path.clone());
 
         for i in 0..2000 {
-            assert!(store.apply(&learn(&format!("h{i}.flood.test"), 3600)));
+            // Ten sites, so that the per-site bound (1,000) keeps all 2,000.
+            assert!(store.apply(&learn(&format!("h{i}.flood{}.test", i % 10), 3600)));
             if i % 200 == 0 {
                 tokio::task::yield_now().await;
             }
@@ -599,6 +611,33 @@ mod tests {
         // A stale wake-up after the burst finds the file current and writes nothing.
         tokio::time::sleep(DEBOUNCE * 2).await;
         assert_eq!(persister.writes(), writes);
+        persister.shutdown().await.unwrap();
+    }
+
+    /// Issue 11 item 5: a learning flood that never pauses still costs at most one rewrite
+    /// a second, and the last change still reaches the file within two seconds.
+    #[tokio::test]
+    async fn a_continuous_flood_is_written_at_a_bounded_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hsts.json");
+        let store = Arc::new(MemoryStore::new());
+        let persister = spawn_persister(store.clone(), path.clone());
+        let start = Instant::now();
+        let mut i = 0;
+        while start.elapsed() < Duration::from_millis(3500) {
+            store.apply(&learn(&format!("h{i}.flood{}.test", i % 50), 3600));
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let took = wait_saved(&persister, store.generation(), Duration::from_secs(2)).await;
+        let writes = persister.writes();
+        // 3.5 s of changes plus the final write: one write a second at most.
+        assert!(
+            (3..=5).contains(&writes),
+            "{i} changes in 3.5 s took {writes} writes"
+        );
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        assert_eq!(load(&path).entries.len(), i);
         persister.shutdown().await.unwrap();
     }
 

@@ -9,6 +9,11 @@
 //! entry decide: a pins-only entry exempts its name from a preloaded superdomain (the list's
 //! own example: `chart.apis.google.com` under `apis.google.com`).
 //!
+//! A pins file (`transport_security_state_static_pins.json`, where Chromium now keeps the
+//! `pinsets` and entries with `pins` but no `mode`) holds no HSTS at all: loaded as a preload
+//! list, its entries would only exempt names. It is refused ([`PreloadError::PinsFile`]):
+//! a file with `pinsets` or mode-less entries and not one force-https entry.
+//!
 //! Comment lines are blanked rather than removed, so a JSON error still points at the right
 //! line and column of the user's file.
 
@@ -53,6 +58,14 @@ pub enum PreloadError {
         #[source]
         source: std::io::Error,
     },
+    /// The file is Chromium's pins list, not its HSTS list: it has `pinsets` or entries
+    /// without `mode`, and no force-https entry. Loading it would only exempt names.
+    #[error("{}is a pins file (like Chromium's transport_security_state_static_pins.json: \
+             `pinsets` and entries without `mode`), not an HSTS preload list: it has no \
+             \"mode\": \"force-https\" entry, so it could only exempt hosts from HSTS; \
+             pass transport_security_state_static.json instead",
+            path.as_ref().map(|p| format!("preload list {} ", p.display())).unwrap_or_else(|| "the preload list ".to_owned()))]
+    PinsFile { path: Option<PathBuf> },
     /// The text is not a Chromium preload list. `path` is absent for [`parse_preload`].
     #[error("{}line {line}, column {column}: {message} (expected Chromium's transport_security_state_static.json format)",
             path.as_ref().map(|p| format!("preload list {}: ", p.display())).unwrap_or_default())]
@@ -68,6 +81,9 @@ pub enum PreloadError {
 struct List<'a> {
     #[serde(borrow)]
     entries: Vec<RawEntry<'a>>,
+    /// Only whether it is there: the mark of a pins file.
+    #[serde(default)]
+    pinsets: Option<serde::de::IgnoredAny>,
 }
 
 /// The fields this import reads; serde skips the others (pins, expect_ct, …).
@@ -84,7 +100,7 @@ struct RawEntry<'a> {
 /// Parses the text of a preload list. Entries whose name is not a valid domain name (or is
 /// an IP literal) are skipped with a warning, so one bad line does not lose the list.
 pub fn parse_preload(text: &str) -> Result<Vec<PreloadEntry>, PreloadError> {
-    parse(text).map_err(|e| format_error(None, &e))
+    parse(text, None)
 }
 
 /// Reads and parses a preload list file; errors name the file and the line and column.
@@ -93,7 +109,7 @@ pub fn load_preload_file(path: &Path) -> Result<Vec<PreloadEntry>, PreloadError>
         path: path.to_owned(),
         source,
     })?;
-    parse(&text).map_err(|e| format_error(Some(path), &e))
+    parse(&text, Some(path))
 }
 
 fn format_error(path: Option<&Path>, e: &serde_json::Error) -> PreloadError {
@@ -111,11 +127,23 @@ fn format_error(path: Option<&Path>, e: &serde_json::Error) -> PreloadError {
     }
 }
 
-fn parse(text: &str) -> Result<Vec<PreloadEntry>, serde_json::Error> {
+fn parse(text: &str, path: Option<&Path>) -> Result<Vec<PreloadEntry>, PreloadError> {
     // A UTF-8 byte order mark, as editors on Windows add, is not JSON.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let json = blank_comment_lines(text);
-    let list: List<'_> = serde_json::from_str(&json)?;
+    let list: List<'_> = serde_json::from_str(&json).map_err(|e| format_error(path, &e))?;
+    // Fail-safe (issue 11 item 3): a pins file only exempts; refuse it rather than let it
+    // switch HSTS off for every name it lists.
+    let pins_marks = list.pinsets.is_some() || list.entries.iter().any(|raw| raw.mode.is_none());
+    let forces = list
+        .entries
+        .iter()
+        .any(|raw| raw.mode.as_deref() == Some("force-https"));
+    if pins_marks && !forces {
+        return Err(PreloadError::PinsFile {
+            path: path.map(Path::to_owned),
+        });
+    }
 
     let mut entries = Vec::with_capacity(list.entries.len());
     let mut skipped = 0usize;

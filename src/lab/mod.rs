@@ -28,8 +28,8 @@ pub use lessons::{lessons, shell_quote};
 use origin::{serve_origin, Site, Transport};
 
 use crate::config::Config;
-use crate::proxy::{self, RunningProxy, StartError};
 use crate::redirect::RedirectPolicy;
+use crate::server::{self as proxy, RunningProxy, StartError};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, LOCATION, STRICT_TRANSPORT_SECURITY};
 use http::{HeaderValue, Method, Request, Response, StatusCode};

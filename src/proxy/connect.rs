@@ -11,11 +11,13 @@
 
 use crate::ca::leaf_name;
 use crate::proxy::body::ProxyBody;
+use crate::proxy::errors::log_connection_error;
 use crate::proxy::exchange::Exchange;
-use crate::proxy::pipeline::{self, Entry};
+use crate::proxy::pipeline;
 use crate::proxy::prefixed::Prefixed;
-use crate::proxy::target::parse_connect;
-use crate::proxy::{respond, Shared};
+use crate::proxy::respond;
+use crate::proxy::route::{ConnectTarget, Ingress};
+use crate::proxy::state::{Recorder, Shared};
 use crate::traffic::Action;
 use http::uri::Authority;
 use http::{Request, Response};
@@ -28,32 +30,27 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tracing::Instrument;
 
-/// Handles a CONNECT request on the listener.
-pub async fn handle(
+/// Opens the tunnel of a CONNECT the router admitted. `exchange` is the CONNECT's own,
+/// finished exactly once: with the refusal, when the blind tunnel closes, or when the
+/// intercepted tunnel closes.
+pub async fn open(
     shared: Arc<Shared>,
-    client: SocketAddr,
+    mut exchange: Exchange,
+    target: ConnectTarget,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let mut exchange = Exchange::begin(client, req.method().clone(), req.uri().to_string())
-        .request_head(req.headers(), req.version());
-    if let Some(credentials) = &shared.credentials {
-        if !credentials.accepts(req.headers()) {
-            return finish_now(&shared, exchange, respond::proxy_auth_required());
-        }
-    }
-    let (host, port, authority) = match parse_connect(req.uri()) {
-        Ok(parsed) => parsed,
-        Err(err) => return finish_now(&shared, exchange, respond::bad_request(&err.to_string())),
-    };
-    if shared.targets_self(&host, port) {
-        let response = respond::loop_detected(&format!(
-            "CONNECT {authority} targets this proxy's own address"
-        ));
-        return finish_now(&shared, exchange, response);
-    }
+    let client = exchange.client;
+    let ConnectTarget {
+        host,
+        port,
+        authority,
+        passthrough,
+    } = target;
+    let span = tracing::Span::current();
 
-    if shared.config.is_passthrough(&host) {
+    if passthrough {
         // Connect before answering, so a dead upstream gets a 502 that says why instead of
         // a 200 followed by a closed tunnel.
         let upstream = shared
@@ -66,49 +63,49 @@ pub async fn handle(
                 exchange.server_ip = stream.peer_addr().ok().map(|peer| peer.ip());
                 let on_upgrade = hyper::upgrade::on(req);
                 let shared2 = shared.clone();
-                shared.tunnels.spawn(async move {
+                let task = async move {
                     match on_upgrade.await {
                         Ok(upgraded) => {
-                            tunnel(&shared2, exchange, TokioIo::new(upgraded), stream).await
+                            tunnel(&shared2.recorder, exchange, TokioIo::new(upgraded), stream)
+                                .await
                         }
-                        Err(err) => tracing::debug!(%client, "CONNECT upgrade failed: {err}"),
+                        Err(err) => {
+                            tracing::debug!("CONNECT upgrade failed: {err}");
+                            exchange.finish(&shared2.recorder, 200, Action::Tunnel, 0);
+                        }
                     }
-                });
+                };
+                shared.tunnels.spawn(task.instrument(span));
                 respond::connect_established()
             }
             Err(err) => {
-                shared.metrics.upstream_error(err.cause());
-                finish_now(&shared, exchange, respond::upstream_unavailable(&err))
+                shared.recorder.metrics.upstream_error(err.cause());
+                exchange.answer(
+                    &shared.recorder,
+                    respond::upstream_unavailable(&err),
+                    Action::Error,
+                )
             }
         };
     }
 
     let on_upgrade = hyper::upgrade::on(req);
     let tunnels = shared.tunnels.clone();
-    tunnels.spawn(async move {
+    let task = async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 intercept(shared, client, host, authority, TokioIo::new(upgraded)).await
             }
-            Err(err) => tracing::debug!(%client, "CONNECT upgrade failed: {err}"),
+            Err(err) => tracing::debug!("CONNECT upgrade failed: {err}"),
         }
-    });
+        exchange.close_intercepted();
+    };
+    tunnels.spawn(task.instrument(span));
     respond::connect_established()
 }
 
-fn finish_now(
-    shared: &Shared,
-    exchange: Exchange,
-    response: Response<ProxyBody>,
-) -> Response<ProxyBody> {
-    let mut exchange = exchange;
-    exchange.response_headers = response.headers().clone();
-    exchange.finish(shared, response.status().as_u16(), Action::Error, 0);
-    response
-}
-
 /// Copies bytes both ways until either side closes; logs one `tunnel` record.
-async fn tunnel<C>(shared: &Shared, exchange: Exchange, mut client: C, mut upstream: TcpStream)
+async fn tunnel<C>(recorder: &Recorder, exchange: Exchange, mut client: C, mut upstream: TcpStream)
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
@@ -120,7 +117,7 @@ where
         }
     };
     exchange.request_bytes.store(sent, Ordering::Relaxed);
-    exchange.finish(shared, 200, Action::Tunnel, received);
+    exchange.finish(recorder, 200, Action::Tunnel, received);
 }
 
 /// Reads the first byte of the tunnel and serves it as TLS (intercepted) or plain HTTP.
@@ -177,12 +174,12 @@ async fn intercept_tls<I>(
     let start = match tokio::time::timeout(timeout, acceptor).await {
         Ok(Ok(start)) => start,
         Ok(Err(err)) => {
-            shared.metrics.tls_handshake("failed");
+            shared.recorder.metrics.tls_handshake("failed");
             tracing::debug!(%client, %authority, "unreadable ClientHello: {err}");
             return;
         }
         Err(_) => {
-            shared.metrics.tls_handshake("timeout");
+            shared.recorder.metrics.tls_handshake("timeout");
             tracing::debug!(%client, %authority, "ClientHello not received in time");
             return;
         }
@@ -190,7 +187,7 @@ async fn intercept_tls<I>(
     let name = match sni_decision(&host, start.client_hello().server_name()) {
         Ok(name) => name,
         Err(mismatch) => {
-            shared.metrics.tls_handshake("sni_mismatch");
+            shared.recorder.metrics.tls_handshake("sni_mismatch");
             tracing::warn!(%client, %authority, culprit = "client", "{mismatch}; refusing the TLS handshake");
             // RFC 6066 §3: a server that does not recognize the name may abort the handshake
             // with a fatal unrecognized_name alert; the record is plaintext before any key.
@@ -203,31 +200,31 @@ async fn intercept_tls<I>(
     let config = match shared.interceptor.server_config(&name) {
         Ok(config) => config,
         Err(err) => {
-            shared.metrics.tls_handshake("failed");
+            shared.recorder.metrics.tls_handshake("failed");
             tracing::error!(%client, %name, "cannot mint a certificate for {name}: {err}");
             return;
         }
     };
     match tokio::time::timeout(timeout, start.into_stream(config)).await {
         Ok(Ok(tls)) => {
-            shared.metrics.tls_handshake("ok");
+            shared.recorder.metrics.tls_handshake("ok");
             serve_inner(shared, client, authority, true, tls).await;
         }
         Ok(Err(err)) => {
             if rejected_our_ca(&err) {
-                shared.metrics.tls_handshake("untrusted_ca");
+                shared.recorder.metrics.tls_handshake("untrusted_ca");
                 tracing::warn!(
                     %client,
                     %name,
                     "the client rejected the certificate strictproxy made for {name}: it does not trust the strictproxy CA. Install it: `strictproxy ca export > strictproxy-ca.pem` and trust that file (see README), or open http://strictproxy.local/ through the proxy; or add `--passthrough {host}` to leave this host uninspected"
                 );
             } else {
-                shared.metrics.tls_handshake("failed");
+                shared.recorder.metrics.tls_handshake("failed");
                 tracing::debug!(%client, %name, "TLS handshake with the client failed: {err}");
             }
         }
         Err(_) => {
-            shared.metrics.tls_handshake("timeout");
+            shared.recorder.metrics.tls_handshake("timeout");
             tracing::debug!(%client, %name, "TLS handshake with the client timed out");
         }
     }
@@ -326,14 +323,14 @@ async fn serve_inner<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let entry = Entry::Tunnel {
+    let ingress = Ingress::Tunnel {
         authority: authority.clone(),
         secure,
     };
     let service_shared = shared.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let shared = service_shared.clone();
-        let entry = entry.clone();
+        let ingress = ingress.clone();
         // The leaf was made for the tunnel's host: nothing else is served under it.
         let wrong_origin = secure
             .then(|| misdirected(&authority, req.uri(), req.headers()))
@@ -342,13 +339,13 @@ async fn serve_inner<I>(
             if let Some(reason) = wrong_origin {
                 let exchange = Exchange::begin(client, req.method().clone(), req.uri().to_string());
                 tracing::warn!(target: "strictproxy::forward", %client, culprit = "client", "{reason}");
-                return Ok::<_, Infallible>(finish_now(
-                    &shared,
-                    exchange,
+                return Ok::<_, Infallible>(exchange.answer(
+                    &shared.recorder,
                     respond::misdirected(&reason),
+                    Action::Error,
                 ));
             }
-            Ok::<_, Infallible>(pipeline::handle(shared, client, entry, req).await)
+            Ok::<_, Infallible>(pipeline::handle(shared, client, ingress, req).await)
         }
     });
     let conn = shared
@@ -369,7 +366,7 @@ async fn serve_inner<I>(
         }
     };
     if let Err(err) = result {
-        crate::proxy::listener::log_connection_error(client, err.as_ref());
+        log_connection_error(client, err.as_ref());
     }
 }
 

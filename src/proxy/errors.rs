@@ -41,6 +41,15 @@ pub fn connection_dropped(err: &(dyn Error + 'static)) -> bool {
     })
 }
 
+/// Logs a client connection's end: the benign ones (a client closing, a reset) quietly.
+pub fn log_connection_error(client: std::net::SocketAddr, err: &(dyn Error + 'static)) {
+    if connection_dropped(err) {
+        tracing::trace!(%client, "connection ended: {err}");
+    } else {
+        tracing::debug!(%client, "connection error: {err}");
+    }
+}
+
 /// An error and its sources, joined, so the message names the real cause.
 pub fn error_chain(err: &(dyn Error + 'static)) -> String {
     let mut text = err.to_string();

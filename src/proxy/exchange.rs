@@ -1,12 +1,14 @@
 //! The per-request context: who asked, for what, when, and what was noticed on the way. It
 //! travels with the request through the pipeline and is finished exactly once, when the
 //! response body ends (or the client goes away), which writes the console line, the traffic
-//! log record and the metrics together so they always agree.
+//! log record and the metrics together so they always agree. (An intercepted CONNECT is the
+//! one exception: its inner requests are the exchanges; see [`Exchange::close_intercepted`].)
 
 use crate::finding::Finding;
-use crate::proxy::Shared;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::state::Recorder;
 use crate::traffic::{Action, TrafficRecord};
-use http::{HeaderMap, Method, Version};
+use http::{HeaderMap, Method, Response, Version};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -64,7 +66,7 @@ impl Exchange {
 
     /// Notes a finding and prints its readable line at once, so a person watching the console
     /// sees it while the exchange is still going.
-    pub fn add_finding(&mut self, shared: &Shared, finding: Finding) {
+    pub fn add_finding(&mut self, recorder: &Recorder, finding: Finding) {
         tracing::warn!(
             target: "strictproxy::finding",
             kind = finding.kind.as_str(),
@@ -72,12 +74,44 @@ impl Exchange {
             "{}",
             finding.console_line()
         );
-        shared.metrics.finding(finding.kind);
+        recorder.metrics.finding(finding.kind);
         self.findings.push(finding);
     }
 
+    /// Ends an exchange the proxy answered itself (an error, a local page, the HSTS 307), and
+    /// returns the answer: its body is whole, so its size is known now.
+    pub fn answer(
+        self,
+        recorder: &Recorder,
+        response: Response<ProxyBody>,
+        action: Action,
+    ) -> Response<ProxyBody> {
+        use http_body::Body;
+        let bytes = response.body().size_hint().exact().unwrap_or(0);
+        let mut exchange = self;
+        exchange.response_headers = response.headers().clone();
+        exchange.finish(recorder, response.status().as_u16(), action, bytes);
+        response
+    }
+
+    /// Ends the CONNECT of an intercepted tunnel, when the tunnel closes. The decrypted
+    /// requests inside are the exchanges that the traffic log and the metrics count (each has
+    /// its own record), so this one writes only a debug line with action `intercepted`: a
+    /// record of its own would count every intercepted request twice.
+    pub fn close_intercepted(self) {
+        let duration_ms = TrafficRecord::duration_ms_of(self.started.elapsed());
+        tracing::debug!(
+            target: "strictproxy::exchange",
+            client = %self.client,
+            "{} {} 200 intercepted {:.1}ms",
+            self.method,
+            self.url,
+            duration_ms
+        );
+    }
+
     /// Ends the exchange: console line, traffic record, metrics.
-    pub fn finish(self, shared: &Shared, status: u16, action: Action, response_bytes: u64) {
+    pub fn finish(self, recorder: &Recorder, status: u16, action: Action, response_bytes: u64) {
         let elapsed = self.started.elapsed();
         let duration_ms = TrafficRecord::duration_ms_of(elapsed);
         let action_name = action.as_str();
@@ -92,11 +126,10 @@ impl Exchange {
             action_name,
             duration_ms
         );
-        shared
+        recorder
             .metrics
             .exchange(action_name, status, elapsed.as_secs_f64());
-        // TODO(config): `shared.config.redact_credentials` once the config key is merged.
-        let redact = true;
+        let redact = recorder.redact_credentials;
         let record = TrafficRecord {
             ts: self.ts,
             client: self.client.to_string(),
@@ -120,8 +153,8 @@ impl Exchange {
             response_headers: crate::traffic::header_pairs(&self.response_headers, redact),
         };
         // The console's ring gives the record its id; the log writes the same record.
-        let record = shared.feed.publish(record);
-        if let Some(log) = &shared.traffic {
+        let record = recorder.feed.publish(record);
+        if let Some(log) = &recorder.traffic {
             log.record(record);
         }
     }

@@ -2,20 +2,23 @@
 //! concurrent connections (past it, a raw `503` and close, without stalling the loop), HTTP/1.1
 //! and HTTP/2 served by hyper-util's auto builder, and graceful shutdown on a signal.
 
+use crate::proxy::connect;
+use crate::proxy::errors::log_connection_error;
 use crate::proxy::idle::IdleTimeout;
-use crate::proxy::pipeline::{self, Entry};
-use crate::proxy::{connect, respond, Shared};
-use http::Method;
+use crate::proxy::pipeline::{self, Begun};
+use crate::proxy::respond;
+use crate::proxy::route::{Decision, Ingress};
+use crate::proxy::state::Shared;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
+use tracing::Instrument;
 
 /// Accepts clients until `shutdown` turns true, then lets connections in flight finish for up
 /// to the configured grace period.
@@ -40,17 +43,24 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch
                     tokio::spawn(refuse(stream));
                     continue;
                 };
+                let conn_span = tracing::info_span!("conn", %client);
                 let service_shared = shared.clone();
                 let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let shared = service_shared.clone();
+                    let Begun { exchange, decision, span } =
+                        pipeline::begin(&shared, client, &Ingress::Listener, &req);
                     async move {
-                        let response = if req.method() == Method::CONNECT {
-                            connect::handle(shared, client, req).await
-                        } else {
-                            pipeline::handle(shared, client, Entry::Listener, req).await
+                        let response = match decision {
+                            Decision::Connect(target) => {
+                                connect::open(shared, exchange, target, req).await
+                            }
+                            decision => pipeline::run(shared, exchange, decision, req).await,
                         };
                         Ok::<_, Infallible>(response)
                     }
+                    // The exchange span was opened inside the connection's span (the service
+                    // is called from the connection task), so it names the client too.
+                    .instrument(span)
                 });
                 let conn = shared
                     .server
@@ -62,13 +72,13 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch
                 let conn = graceful.watch(conn);
                 let metrics_shared = shared.clone();
                 tokio::spawn(async move {
-                    metrics_shared.metrics.connection_opened();
+                    metrics_shared.recorder.metrics.connection_opened();
                     if let Err(err) = conn.await {
                         log_connection_error(client, err.as_ref());
                     }
-                    metrics_shared.metrics.connection_closed();
+                    metrics_shared.recorder.metrics.connection_closed();
                     drop(slot);
-                });
+                }.instrument(conn_span));
             }
             _ = shutdown.changed() => break,
         }
@@ -102,14 +112,4 @@ async fn refuse(mut stream: TcpStream) {
         let _ = stream.shutdown().await;
     })
     .await;
-}
-
-/// Logs a connection's end: the benign ones (a client closing, a reset) quietly.
-pub fn log_connection_error(client: SocketAddr, err: &(dyn std::error::Error + 'static)) {
-    let benign = crate::proxy::errors::connection_dropped(err);
-    if benign {
-        tracing::trace!(%client, "connection ended: {err}");
-    } else {
-        tracing::debug!(%client, "connection error: {err}");
-    }
 }

@@ -3,9 +3,22 @@
 //! Android expect), like mitmproxy's mitm.it.
 
 use crate::proxy::body::ProxyBody;
-use crate::proxy::{respond, Shared};
+use crate::proxy::respond;
+use bytes::Bytes;
 use http::header::{self, HeaderMap};
 use http::{Response, StatusCode};
+use std::path::PathBuf;
+
+/// The CA certificate, as the pages and the admin API serve it.
+#[derive(Clone, Debug)]
+pub struct CaMaterial {
+    /// PEM, for `/ca.pem`.
+    pub pem: Bytes,
+    /// DER, for `/ca.crt` (what Windows and Android expect).
+    pub der: Bytes,
+    /// Where the certificate file is on disk (for the banner).
+    pub path: PathBuf,
+}
 
 /// The magic host name answered locally.
 pub const LOCAL_NAME: &str = "strictproxy.local";
@@ -25,15 +38,15 @@ pub fn is_local_host(headers: &HeaderMap) -> bool {
 }
 
 /// Serves `path` of the local site.
-pub fn serve(shared: &Shared, path: &str) -> Response<ProxyBody> {
+pub fn serve(ca: &CaMaterial, path: &str) -> Response<ProxyBody> {
     match path {
         "/" | "/index.html" => respond::local("text/html; charset=utf-8", install_page()),
         "/ca.pem" => with_download(
-            respond::local("application/x-pem-file", shared.ca_pem.clone()),
+            respond::local("application/x-pem-file", ca.pem.clone()),
             "strictproxy-ca.pem",
         ),
         "/ca.crt" | "/ca.der" | "/ca.cer" => with_download(
-            respond::local("application/x-x509-ca-cert", shared.ca_der.clone()),
+            respond::local("application/x-x509-ca-cert", ca.der.clone()),
             "strictproxy-ca.crt",
         ),
         _ => {

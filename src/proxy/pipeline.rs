@@ -1,157 +1,102 @@
-//! The request pipeline: one clear sequence of steps over `http::Request`/`http::Response`
-//! for every request, whether it arrived in absolute form on the listener or inside an
-//! intercepted CONNECT tunnel.
+//! The request pipeline: the I/O around the pure router, for every request, whether it
+//! arrived in absolute form on the listener or inside an intercepted CONNECT tunnel:
 //!
-//! 1. admission (credentials, loop protection)
-//! 2. target (absolute-form or tunnel authority)
-//! 3. local pages (`http://strictproxy.local/`)
-//! 4. HSTS enforcement: plain HTTP to a known host → 307 Internal Redirect, answered here
-//! 5. forward upstream (hop-by-hop stripped, Via added, body streamed)
-//! 6. on the response: learn STS (secure only), audit/rewrite redirects, track loops
-//! 7. relay the response (hop-by-hop stripped, Via added) and log when its body ends
+//! 1. begin the exchange once and route it ([`route::route`]: admission, target, loops, local
+//!    pages, HSTS upgrade — pure)
+//! 2. answer what the router decided to answer, or forward upstream (hop-by-hop stripped, Via
+//!    added, body streamed)
+//! 3. on the response: learn STS (secure only), audit/rewrite redirects, track loops
+//! 4. relay the response (hop-by-hop stripped, Via added) and log when its body ends
 //!
-//! The decisions in steps 4 and 6 are pure functions in `hsts` and `redirect`.
+//! The decisions in steps 1 and 3 are pure functions in `route`, `hsts` and `redirect`.
 
-use crate::hsts::{learn, upgrade};
+use crate::hsts::learn;
 
 use crate::proxy::body::{self, ClientBodyState, Counted, FromClient, Observed, ProxyBody};
 use crate::proxy::errors::Culprit;
 use crate::proxy::exchange::Exchange;
-use crate::proxy::headers::{append_via, is_websocket_upgrade, strip_hop_by_hop, via_contains};
-use crate::proxy::target::{self, Target, TargetError};
+use crate::proxy::headers::{append_via, is_websocket_upgrade, strip_hop_by_hop};
+use crate::proxy::route::{self, Decision, Ingress, Refusal};
+use crate::proxy::state::Shared;
+use crate::proxy::target::Target;
 use crate::proxy::upstream::{check_response_head, response_within, ForwardError};
-use crate::proxy::{errors, pages, respond, Shared};
+use crate::proxy::{errors, pages, respond};
 use crate::redirect;
 use crate::traffic::Action;
 use http::header::{self, HeaderValue};
-use http::uri::Authority;
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tracing::Instrument;
 
-/// Where a request came in.
-#[derive(Clone, Debug)]
-pub enum Entry {
-    /// On the proxy listener, in absolute form.
-    Listener,
-    /// Inside a CONNECT tunnel to `authority`; `secure` when the tunnel is intercepted TLS.
-    Tunnel { authority: Authority, secure: bool },
+/// A routed request: its exchange (begun once, here), the router's decision, and the span
+/// that ties every log line of the exchange to it.
+pub struct Begun {
+    pub exchange: Exchange,
+    pub decision: Decision,
+    pub span: tracing::Span,
 }
 
-/// Runs the pipeline for one request. Never fails: every problem becomes a response.
+/// Routes a request and begins its exchange.
+pub fn begin<B>(shared: &Shared, client: SocketAddr, ingress: &Ingress, req: &Request<B>) -> Begun {
+    let hsts = &shared.hsts;
+    let routed = route::route(ingress, req, &|host| hsts.is_enforced(host), &shared.policy);
+    let span = tracing::info_span!(
+        "exchange",
+        %client,
+        method = %req.method(),
+        url = %routed.url
+    );
+    Begun {
+        exchange: Exchange::begin(client, req.method().clone(), routed.url)
+            .request_head(req.headers(), req.version()),
+        decision: routed.decision,
+        span,
+    }
+}
+
+/// Runs the pipeline for one request that is not a CONNECT on the listener (those go to
+/// `connect`). Never fails: every problem becomes a response.
 pub async fn handle(
     shared: Arc<Shared>,
     client: SocketAddr,
-    entry: Entry,
+    ingress: Ingress,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    // 1. Admission. Requests inside a tunnel were admitted with their CONNECT.
-    if matches!(entry, Entry::Listener) {
-        if let Some(credentials) = &shared.credentials {
-            if !credentials.accepts(req.headers()) {
-                let exchange = Exchange::begin(client, req.method().clone(), req.uri().to_string())
-                    .request_head(req.headers(), req.version());
-                return answer(
-                    &shared,
-                    exchange,
-                    respond::proxy_auth_required(),
-                    Action::Error,
-                );
-            }
-        }
-    }
-
-    // 2. Target.
-    let target_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len())
-        + req.uri().authority().map_or(0, |a| a.as_str().len());
-    if target_len > shared.config.max_uri_bytes {
-        let exchange = Exchange::begin(client, req.method().clone(), String::new())
-            .request_head(req.headers(), req.version());
-        return answer(
-            &shared,
-            exchange,
-            respond::uri_too_long(shared.config.max_uri_bytes),
-            Action::Error,
-        );
-    }
-    let parsed = match &entry {
-        Entry::Listener => target::parse_absolute(req.uri()),
-        Entry::Tunnel { authority, secure } => target::inner_target(req.uri(), authority, *secure),
-    };
-    let target = match parsed {
-        Ok(target) => target,
-        Err(TargetError::NotAbsolute(_)) if pages::is_local_host(req.headers()) => {
-            let exchange = Exchange::begin(client, req.method().clone(), req.uri().to_string())
-                .request_head(req.headers(), req.version());
-            let response = pages::serve(&shared, req.uri().path());
-            return answer(&shared, exchange, response, Action::Local);
-        }
-        Err(err) => {
-            let exchange = Exchange::begin(client, req.method().clone(), req.uri().to_string())
-                .request_head(req.headers(), req.version());
-            return answer(
-                &shared,
-                exchange,
-                respond::bad_request(&err.to_string()),
-                Action::Error,
-            );
-        }
-    };
-    let exchange = Exchange::begin(client, req.method().clone(), target.url())
-        .request_head(req.headers(), req.version());
-
-    if via_contains(req.headers(), &shared.pseudonym) {
-        let response = respond::loop_detected(
-            "this request already passed through this proxy (its Via field names it)",
-        );
-        return answer(&shared, exchange, response, Action::Error);
-    }
-    if shared.targets_self(&target.host, target.port) {
-        let response = respond::loop_detected(&format!(
-            "{} is this proxy's own address; forwarding it would loop",
-            target.authority
-        ));
-        return answer(&shared, exchange, response, Action::Error);
-    }
-
-    // 3. Local pages.
-    if pages::is_local_name(&target.host) {
-        let response = pages::serve(&shared, req.uri().path());
-        return answer(&shared, exchange, response, Action::Local);
-    }
-
-    // 4. HSTS enforcement (RFC 6797 §8.3): a known host is never contacted in clear.
-    if !target.scheme.is_secure() && shared.hsts.is_enforced(&target.host) {
-        if let Some(location) = target
-            .url()
-            .parse::<http::Uri>()
-            .ok()
-            .and_then(|uri| upgrade::upgrade_uri(&uri))
-        {
-            let response = respond::internal_redirect(&location, req.headers().get(header::ORIGIN));
-            return answer(&shared, exchange, response, Action::HstsInternalRedirect);
-        }
-    }
-
-    // 5–7.
-    forward(shared, exchange, target, req).await
+    let Begun {
+        exchange,
+        decision,
+        span,
+    } = begin(&shared, client, &ingress, &req);
+    run(shared, exchange, decision, req).instrument(span).await
 }
 
-/// Finishes an exchange the proxy answered itself, and returns the answer.
-fn answer(
-    shared: &Shared,
+/// Carries out a decision other than a CONNECT.
+pub async fn run(
+    shared: Arc<Shared>,
     exchange: Exchange,
-    response: Response<ProxyBody>,
-    action: Action,
+    decision: Decision,
+    req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    use http_body::Body;
-    let bytes = response.body().size_hint().exact().unwrap_or(0);
-    let mut exchange = exchange;
-    exchange.response_headers = response.headers().clone();
-    exchange.finish(shared, response.status().as_u16(), action, bytes);
-    response
+    let recorder = &shared.recorder;
+    match decision {
+        Decision::Reject(refusal) => exchange.answer(recorder, refusal.response(), Action::Error),
+        Decision::LocalPage { path } => {
+            exchange.answer(recorder, pages::serve(&shared.ca, &path), Action::Local)
+        }
+        Decision::HstsUpgrade { location } => {
+            let response = respond::internal_redirect(&location, req.headers().get(header::ORIGIN));
+            exchange.answer(recorder, response, Action::HstsInternalRedirect)
+        }
+        Decision::Forward(target) => forward(shared, exchange, target, req).await,
+        // The router only opens tunnels for CONNECTs on the listener, which `connect` serves.
+        Decision::Connect(_) => {
+            let refusal = Refusal::BadRequest("CONNECT inside a tunnel is not supported".into());
+            exchange.answer(recorder, refusal.response(), Action::Error)
+        }
+    }
 }
 
 async fn forward(
@@ -168,7 +113,7 @@ async fn forward(
         Ok(uri) => uri,
         Err(err) => {
             let response = respond::bad_request(&format!("cannot build the upstream URI: {err}"));
-            return answer(&shared, exchange, response, Action::Error);
+            return exchange.answer(&shared.recorder, response, Action::Error);
         }
     };
     strip_hop_by_hop(&mut parts.headers, websocket);
@@ -180,7 +125,7 @@ async fn forward(
         }
         Err(_) => {
             let response = respond::bad_request("the target's host cannot be sent as a Host field");
-            return answer(&shared, exchange, response, Action::Error);
+            return exchange.answer(&shared.recorder, response, Action::Error);
         }
     }
     parts.uri = uri;
@@ -287,7 +232,7 @@ async fn forward(
     }
     exchange.sts = observation.raw;
     if let Some(finding) = observation.finding {
-        exchange.add_finding(&shared, finding);
+        exchange.add_finding(&shared.recorder, finding);
     }
 
     // 6b. Audit and rewrite redirects; track redirect chains per client.
@@ -300,7 +245,7 @@ async fn forward(
     parts.version = Version::HTTP_11;
 
     if let (Some(upstream_upgrade), Some(client_upgrade)) = (upstream_upgrade, client_upgrade) {
-        tokio::spawn(splice_upgrade(
+        tokio::spawn(splice_websocket(
             client_upgrade,
             upstream_upgrade,
             target.url(),
@@ -313,7 +258,7 @@ async fn forward(
     let observed = Observed::new(
         incoming,
         Box::new(move |bytes, _complete| {
-            exchange.finish(&finisher, status, Action::Forwarded, bytes);
+            exchange.finish(&finisher.recorder, status, Action::Forwarded, bytes);
         }),
     );
     Response::from_parts(parts, body::boxed(observed))
@@ -354,10 +299,10 @@ fn audit_redirect(shared: &Shared, exchange: &mut Exchange, parts: &mut http::re
             .chains
             .observe(exchange.client.ip(), &url, decision.target.as_ref())
     {
-        exchange.add_finding(shared, finding);
+        exchange.add_finding(&shared.recorder, finding);
     }
     for finding in decision.findings {
-        exchange.add_finding(shared, finding);
+        exchange.add_finding(&shared.recorder, finding);
     }
 }
 
@@ -378,9 +323,10 @@ fn is_stale_connection(err: &hyper_util::client::legacy::Error) -> bool {
 fn forward_failure(shared: &Shared, exchange: Exchange, err: ForwardError) -> Response<ProxyBody> {
     let culprit = err.culprit();
     let cause = err.cause();
-    shared.metrics.forward_error(culprit.as_str(), cause);
+    let metrics = &shared.recorder.metrics;
+    metrics.forward_error(culprit.as_str(), cause);
     if culprit == Culprit::Upstream {
-        shared.metrics.upstream_error(cause);
+        metrics.upstream_error(cause);
     }
     tracing::warn!(
         target: "strictproxy::forward",
@@ -390,16 +336,11 @@ fn forward_failure(shared: &Shared, exchange: Exchange, err: ForwardError) -> Re
         "{} failed: {err}",
         culprit.as_str()
     );
-    answer(
-        shared,
-        exchange,
-        respond::forward_failed(&err),
-        Action::Error,
-    )
+    exchange.answer(&shared.recorder, respond::forward_failed(&err), Action::Error)
 }
 
 /// Joins the client's and the upstream's upgraded connections after a `101`.
-async fn splice_upgrade(
+async fn splice_websocket(
     client: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
     url: String,

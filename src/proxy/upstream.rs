@@ -381,7 +381,8 @@ fn add_pem_file(roots: &mut rustls::RootCertStore, path: &Path) -> Result<(), Tr
         source,
     })?;
     let mut count = 0;
-    for cert in rustls_pemfile::certs(&mut data.as_slice()) {
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&data) {
         let cert = cert.map_err(|e| TrustError::Rejected {
             path: path.to_path_buf(),
             message: e.to_string(),
@@ -615,7 +616,6 @@ pub struct Upstream {
     /// HTTP/1.1 only, for WebSocket upgrades (RFC 6455 runs over an HTTP/1.1 upgrade).
     pub http1: Client<UpstreamConnector, ProxyBody>,
     pub resolver: Resolver,
-    pub connect_timeout: Duration,
 }
 
 impl Upstream {
@@ -645,7 +645,6 @@ impl Upstream {
             general: build(&[b"h2", b"http/1.1"])?,
             http1: build(&[b"http/1.1"])?,
             resolver,
-            connect_timeout,
         })
     }
 }

@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use strictproxy::config::{Config, Overrides};
-use strictproxy::proxy::RunningProxy;
+use strictproxy::server::RunningProxy;
 use tokio::net::TcpListener;
 
 /// Names the test CA's origin certificate covers; the proxy maps them to 127.0.0.1.
@@ -439,7 +439,7 @@ pub async fn start_proxy_in(dir: tempfile::TempDir, o: Overrides) -> TestProxy {
         .clone()
         .unwrap_or_else(|| dir.path().join("traffic.jsonl"));
     let config = Config::load(None, &o).unwrap();
-    let proxy = strictproxy::proxy::start(config).await.unwrap();
+    let proxy = strictproxy::server::start(config).await.unwrap();
     TestProxy {
         proxy,
         dir,
@@ -529,7 +529,8 @@ pub async fn open_tunnel(proxy: SocketAddr, authority: &str) -> tokio::net::TcpS
 /// A TLS client config that trusts only the proxy's CA, with SNI on or off and the given ALPN.
 pub fn trusting_proxy(proxy: &TestProxy, sni: bool, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut proxy.ca_pem().as_slice()) {
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&proxy.ca_pem()) {
         roots.add(cert.unwrap()).unwrap();
     }
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(

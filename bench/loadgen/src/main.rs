@@ -22,7 +22,8 @@
 mod http1;
 
 use http1::{Conn, Stream};
-use rustls::pki_types::ServerName;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -225,8 +226,8 @@ impl Plan {
 fn client_config(cas: &[PathBuf], resume: bool) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
     for path in cas {
-        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        for cert in rustls_pemfile::certs(&mut std::io::BufReader::new(file)) {
+        let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
             let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
             roots
                 .add(cert)

@@ -1,5 +1,8 @@
 //! The preload set, packed: built once at start and then only read, so lookups take no lock.
 
+use crate::hsts::host::{is_ip_literal, normalize_host};
+use crate::hsts::preload::PreloadEntry;
+
 /// A preload entry as the map holds it; the key is the domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Preloaded {
@@ -107,11 +110,123 @@ impl PreloadIndex {
             .map(|&packed| Self::value_of(packed))
     }
 
+    pub(super) fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Every entry, in no particular order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&str, Preloaded)> + '_ {
+        self.table
+            .iter()
+            .map(|&packed| (Self::name_of(&self.names, packed), Self::value_of(packed)))
+    }
+
+    /// Chromium's static-state decision within this one list: the most specific entry that
+    /// covers `host` (the host itself, or a superdomain with include_subdomains) decides, and
+    /// only a force-https one enforces. Returns that entry's domain and flags.
+    pub(super) fn decide<'h>(&self, host: &'h str) -> Option<(&'h str, Preloaded)> {
+        if self.table.is_empty() {
+            return None;
+        }
+        let (domain, p) =
+            crate::hsts::host::self_and_superdomains(host).find_map(|(name, exact)| {
+                self.get(name)
+                    .filter(|p| exact || p.include_subdomains)
+                    .map(|p| (name, p))
+            })?;
+        p.force_https.then_some((domain, p))
+    }
+
+    #[cfg(test)]
     pub(super) fn count(&self, keep: impl Fn(&Preloaded) -> bool) -> usize {
         self.table
             .iter()
             .filter(|&&packed| keep(&Self::value_of(packed)))
             .count()
+    }
+}
+
+/// The preload lists, one index per `--preload` file (see
+/// `MemoryStore::with_preload_lists` for why they stay apart).
+#[derive(Debug, Default)]
+pub(super) struct PreloadSet {
+    lists: Vec<PreloadIndex>,
+    /// Distinct names some list forces to HTTPS.
+    enforcing: usize,
+}
+
+impl PreloadSet {
+    /// Normalizes the names (IP literals and invalid names skipped) and indexes each list.
+    pub(super) fn build(lists: Vec<Vec<PreloadEntry>>) -> Self {
+        let mut indexes: Vec<PreloadIndex> = Vec::with_capacity(lists.len());
+        for entries in lists {
+            let mut index = PreloadIndex::with_capacity(entries.len());
+            for entry in entries {
+                let Some(domain) = normalize_host(&entry.name) else {
+                    continue;
+                };
+                if is_ip_literal(&domain) {
+                    continue;
+                }
+                let value = Preloaded {
+                    include_subdomains: entry.include_subdomains,
+                    force_https: entry.force_https,
+                };
+                index.insert(&domain, value);
+            }
+            index.shrink_to_fit();
+            if !index.is_empty() {
+                indexes.push(index);
+            }
+        }
+        // Distinct names: a name forced by two lists counts once.
+        let mut enforcing = 0;
+        for (i, index) in indexes.iter().enumerate() {
+            enforcing += index
+                .iter()
+                .filter(|(name, p)| {
+                    p.force_https
+                        && !indexes[..i]
+                            .iter()
+                            .any(|earlier| earlier.get(name).is_some_and(|e| e.force_https))
+                })
+                .count();
+        }
+        PreloadSet {
+            lists: indexes,
+            enforcing,
+        }
+    }
+
+    /// How many distinct names some list forces to HTTPS.
+    pub(super) fn enforcing(&self) -> usize {
+        self.enforcing
+    }
+
+    /// The entry that enforces HTTPS for `host` (normalized), if any list does.
+    pub(super) fn decide<'h>(&self, host: &'h str) -> Option<(&'h str, Preloaded)> {
+        // Within each list the most specific entry that covers the host decides, and only a
+        // force-https one enforces (Chromium's preload decoder keeps the deepest match).
+        // Across lists the strictest answer wins: the most specific enforcing entry, and of
+        // two for the same domain the one with includeSubDomains.
+        let mut best: Option<(&'h str, Preloaded)> = None;
+        for index in &self.lists {
+            if let Some((domain, p)) = index.decide(host) {
+                let better = match best {
+                    None => true,
+                    Some((d, b)) => {
+                        domain.len() > d.len()
+                            || (domain.len() == d.len()
+                                && p.include_subdomains
+                                && !b.include_subdomains)
+                    }
+                };
+                if better {
+                    best = Some((domain, p));
+                }
+            }
+        }
+        best
     }
 }
 

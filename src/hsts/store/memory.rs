@@ -2,11 +2,13 @@
 //! the immutable preload index. Matching as in RFC 6797 §8.2 and Chromium (see the module above).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use dashmap::DashMap;
 use tokio::sync::Notify;
 
-use super::index::{PreloadIndex, Preloaded};
+use super::bound::{Bound, Limits, Sites, Victim};
+use super::index::PreloadSet;
 use super::{now_unix, HstsStore, Source, StoreError, StoredEntry};
 use crate::hsts::host::{is_ip_literal, is_never_noted, normalize_host, self_and_superdomains};
 use crate::hsts::learn::StsUpdate;
@@ -18,6 +20,17 @@ struct Dynamic {
     include_subdomains: bool,
     expires_at: u64,
     source: Source,
+    /// For learned entries, when a header last taught it (see `bound.rs`); 0 for manual.
+    observed: u64,
+}
+
+impl Dynamic {
+    /// Whether two values say the same thing (the observation time aside): a header that
+    /// repeats what the store holds is no change the file must see.
+    fn same_policy(&self, other: &Dynamic) -> bool {
+        (self.include_subdomains, self.expires_at, self.source)
+            == (other.include_subdomains, other.expires_at, other.source)
+    }
 }
 
 /// The entry that matched, borrowing its domain from the queried host: no allocation.
@@ -45,10 +58,16 @@ impl Matched<'_> {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     dynamic: DashMap<Box<str>, Dynamic>,
-    /// Built once; never written after construction, so reads take no lock at all.
-    preload: PreloadIndex,
-    /// How many preload entries force HTTPS (the others only exempt names).
-    preload_enforcing: usize,
+    /// One index per `--preload` file, built once; never written after construction, so
+    /// reads take no lock at all. Kept apart so that an entry exempts a name only against
+    /// entries of its own file (issue 11 item 3): a pins-only entry of one list must never
+    /// switch off another list's force-https superdomain.
+    preload: PreloadSet,
+    /// The learned entries by site, for the bounds; taken by every change to the map (never
+    /// by lookups), always before a map shard.
+    sites: Mutex<Sites>,
+    /// Learned entries evicted by the bounds since start.
+    evictions: AtomicU64,
     changed: Notify,
     generation: AtomicU64,
 }
@@ -59,30 +78,74 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// A store over these preload entries (from one or several `--preload` files; for a name
-    /// listed twice, the later entry wins). Names are normalized; IP literals and invalid
-    /// names are skipped.
+    /// A store over the entries of ONE preload list (for a name listed twice, the later entry
+    /// wins, as within one Chromium file). Names are normalized; IP literals and invalid names
+    /// are skipped. For several `--preload` files, use [`MemoryStore::with_preload_lists`].
     pub fn with_preload(entries: Vec<PreloadEntry>) -> Self {
-        let mut preload = PreloadIndex::with_capacity(entries.len());
-        for entry in entries {
-            let Some(domain) = normalize_host(&entry.name) else {
-                continue;
-            };
-            if is_ip_literal(&domain) {
+        Self::with_preload_lists(vec![entries])
+    }
+
+    /// A store over several preload lists, one `Vec` per file. A host is enforced when ANY
+    /// list enforces it, each list deciding by its own most specific entry (Chromium's rule
+    /// within one list). So across files the strictest wins whatever the order (force-https
+    /// over none, includeSubDomains over not), and a pins-only entry exempts a name only
+    /// against an entry of the same file (issue 11 item 3).
+    pub fn with_preload_lists(lists: Vec<Vec<PreloadEntry>>) -> Self {
+        MemoryStore {
+            preload: PreloadSet::build(lists),
+            ..Self::default()
+        }
+    }
+
+    /// The same store with these bounds on learned entries (config `max_learned_entries`,
+    /// `max_learned_per_site`; see `bound.rs` for the eviction rule). Call before use.
+    pub fn with_limits(self, limits: Limits) -> Self {
+        MemoryStore {
+            sites: Mutex::new(Sites::new(limits)),
+            ..self
+        }
+    }
+
+    /// The bounds in force.
+    pub fn limits(&self) -> Limits {
+        self.sites().limits()
+    }
+
+    /// Learned entries evicted by the bounds since start.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
+
+    fn sites(&self) -> MutexGuard<'_, Sites> {
+        // A panic while holding the lock leaves the bookkeeping at worst slightly off; the
+        // map itself stays right, so keep going rather than poison every later change.
+        self.sites.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes evicted entries out of the map, counts and (once a minute per site) warns.
+    fn evict(&self, victims: Vec<Victim>) {
+        for victim in victims {
+            let removed = self
+                .dynamic
+                .remove_if(victim.domain.as_ref(), |_, d| d.source == Source::Learned);
+            if removed.is_none() {
                 continue;
             }
-            let value = Preloaded {
-                include_subdomains: entry.include_subdomains,
-                force_https: entry.force_https,
-            };
-            preload.insert(&domain, value);
-        }
-        preload.shrink_to_fit();
-        let preload_enforcing = preload.count(|p| p.force_https);
-        MemoryStore {
-            preload,
-            preload_enforcing,
-            ..Self::default()
+            self.evictions.fetch_add(1, Ordering::Relaxed);
+            if victim.warn {
+                let limits = self.sites().limits();
+                let (bound, limit) = match victim.bound {
+                    Bound::PerSite => ("max_learned_per_site", limits.max_learned_per_site),
+                    Bound::Total => ("max_learned_entries", limits.max_learned_entries),
+                };
+                tracing::warn!(
+                    site = %victim.site,
+                    evicted = %victim.domain,
+                    "HSTS store: {bound} ({limit}) reached; evicting the least recently observed \
+                     learned entries of {} (warned once a minute per site)",
+                    victim.site
+                );
+            }
         }
     }
 
@@ -94,8 +157,13 @@ impl MemoryStore {
     }
 
     /// [`MemoryStore::restore`] at a given time.
-    pub fn restore_at(&self, entries: Vec<StoredEntry>, now: u64) -> usize {
-        let mut restored = 0;
+    pub fn restore_at(&self, mut entries: Vec<StoredEntry>, now: u64) -> usize {
+        // Entries count as observed in the order of their expiry, the closest proxy for when
+        // they were learned that the file keeps.
+        entries.sort_by_key(|e| e.expires_at);
+        let mut sites = self.sites();
+        let mut victims = Vec::new();
+        let mut restored: usize = 0;
         for entry in entries {
             let Some(expires_at) = entry.expires_at else {
                 continue;
@@ -109,20 +177,35 @@ impl MemoryStore {
             if is_ip_literal(&domain) {
                 continue;
             }
-            let value = Dynamic {
+            let mut value = Dynamic {
                 include_subdomains: entry.include_subdomains,
                 expires_at,
                 source: entry.source,
+                observed: 0,
             };
-            self.dynamic.insert(domain.into(), value);
+            let key: Box<str> = domain.into();
+            if let Some(old) = self.dynamic.get(&key).map(|d| *d) {
+                if old.source == Source::Learned {
+                    sites.forget(&key, old.observed);
+                }
+            }
+            if value.source == Source::Learned {
+                let (seq, evict) = sites.admit(&key, now);
+                value.observed = seq;
+                victims.extend(evict);
+            }
+            self.dynamic.insert(key, value);
             restored += 1;
         }
-        restored
+        drop(sites);
+        let evicted = victims.len();
+        self.evict(victims);
+        restored.saturating_sub(evicted)
     }
 
     /// How many preload entries force HTTPS (exemption-only entries are not counted).
     pub fn preload_len(&self) -> usize {
-        self.preload_enforcing
+        self.preload.enforcing()
     }
 
     /// The matching walk of RFC 6797 §8.2 over the dynamic entries, then over the preload
@@ -143,16 +226,8 @@ impl MemoryStore {
                 }
             }
         }
-        // The most specific preload entry that covers the host decides; if it does not force
-        // HTTPS, it exempts the host from a preloaded superdomain (Chromium's preload decoder
-        // keeps the deepest match, and upgrades only if that one says force-https).
-        let (domain, p) = self_and_superdomains(host).find_map(|(name, exact)| {
-            self.preload
-                .get(name)
-                .filter(|p| exact || p.include_subdomains)
-                .map(|p| (name, p))
-        })?;
-        p.force_https.then_some(Matched {
+        let (domain, p) = self.preload.decide(host)?;
+        Some(Matched {
             domain,
             include_subdomains: p.include_subdomains,
             expires_at: None,
@@ -194,37 +269,62 @@ impl MemoryStore {
         if is_never_noted(&domain) {
             return false;
         }
+        let mut sites = self.sites();
+        let mut victims = Vec::new();
         let changed = match policy {
             Some(policy) if policy.max_age > 0 => {
-                let value = Dynamic {
+                let mut value = Dynamic {
                     include_subdomains: policy.include_subdomains,
                     expires_at: now.saturating_add(policy.max_age),
                     source: Source::Learned,
+                    observed: 0,
                 };
                 match self.dynamic.entry(domain.into()) {
                     dashmap::Entry::Occupied(mut slot) => {
                         let old = *slot.get();
                         let manual_in_force = old.source == Source::Manual && old.expires_at > now;
-                        if manual_in_force || old == value {
+                        if manual_in_force {
                             false
                         } else {
+                            value.observed = if old.source == Source::Learned {
+                                sites.touch(slot.key(), old.observed)
+                            } else {
+                                // An expired manual entry gives way to the header.
+                                let (seq, evict) = sites.admit(slot.key(), now);
+                                victims = evict;
+                                seq
+                            };
+                            let changed = !old.same_policy(&value);
                             slot.insert(value);
-                            true
+                            changed
                         }
                     }
                     dashmap::Entry::Vacant(slot) => {
+                        let (seq, evict) = sites.admit(slot.key(), now);
+                        victims = evict;
+                        value.observed = seq;
                         slot.insert(value);
                         true
                     }
                 }
             }
             // max-age=0, or Forget: RFC 6797 §6.1.1 "cease to regard the host as a Known HSTS Host".
-            _ => self
+            _ => match self
                 .dynamic
                 .remove_if(domain.as_ref(), |_, d| d.source == Source::Learned)
-                .is_some(),
+            {
+                Some((key, old)) => {
+                    sites.forget(&key, old.observed);
+                    true
+                }
+                None => false,
+            },
         };
-        if changed {
+        drop(sites);
+        // The map's entry guard is gone: removing victims cannot deadlock on its shard.
+        let evicted = !victims.is_empty();
+        self.evict(victims);
+        if changed || evicted {
             self.signal_change();
         }
         changed
@@ -250,6 +350,7 @@ impl MemoryStore {
             include_subdomains,
             expires_at: now.saturating_add(max_age),
             source: Source::Manual,
+            observed: 0,
         };
         let entry = StoredEntry {
             domain: normalized.clone().into_owned(),
@@ -257,7 +358,13 @@ impl MemoryStore {
             expires_at: Some(value.expires_at),
             source: Source::Manual,
         };
-        self.dynamic.insert(normalized.into(), value);
+        let mut sites = self.sites();
+        if let Some(old) = self.dynamic.insert(normalized.into(), value) {
+            if old.source == Source::Learned {
+                sites.forget(&entry.domain, old.observed);
+            }
+        }
+        drop(sites);
         self.signal_change();
         Ok(entry)
     }
@@ -267,7 +374,15 @@ impl MemoryStore {
         let Some(domain) = normalize_host(domain) else {
             return false;
         };
-        match self.dynamic.remove(domain.as_ref()) {
+        let mut sites = self.sites();
+        let removed = self.dynamic.remove(domain.as_ref());
+        if let Some((key, old)) = &removed {
+            if old.source == Source::Learned {
+                sites.forget(key, old.observed);
+            }
+        }
+        drop(sites);
+        match removed {
             Some((_, removed)) => {
                 self.signal_change();
                 removed.expires_at > now
@@ -305,15 +420,25 @@ impl MemoryStore {
                 }
             }
         }
-        (learned, manual, self.preload_enforcing)
+        (learned, manual, self.preload.enforcing())
     }
 
     /// [`HstsStore::prune_expired`] at a given time. Pruning is not a change the file must
     /// see: `persist::load` drops expired entries anyway.
     pub fn prune_expired_at(&self, now: u64) -> usize {
-        let before = self.dynamic.len();
-        self.dynamic.retain(|_, d| d.expires_at > now);
-        before.saturating_sub(self.dynamic.len())
+        let mut sites = self.sites();
+        let mut pruned = 0;
+        self.dynamic.retain(|key, d| {
+            let keep = d.expires_at > now;
+            if !keep {
+                pruned += 1;
+                if d.source == Source::Learned {
+                    sites.forget(key, d.observed);
+                }
+            }
+            keep
+        });
+        pruned
     }
 
     fn signal_change(&self) {
@@ -367,11 +492,16 @@ impl HstsStore for MemoryStore {
     fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
+
+    fn evictions(&self) -> u64 {
+        MemoryStore::evictions(self)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hsts::store::Limits;
 
     use crate::hsts::header::StsPolicy;
 
@@ -726,6 +856,113 @@ mod tests {
         assert_eq!(copy.restore_at(input, NOW + 1), 2);
         assert_eq!(copy.dynamic_entries_at(NOW + 1), entries);
         assert_eq!(copy.generation(), 0);
+    }
+
+    /// Issue 11 item 5: a flood of 20,000 learned subdomains of one site (a wildcard
+    /// certificate, one header per random name) stays within the per-site bound, evicts
+    /// only that site's own oldest entries, and never another site's, a manual or a preload
+    /// entry.
+    #[test]
+    fn a_learning_flood_evicts_only_the_flooding_sites_own_entries() {
+        let store = preload(&[("pre.flood.test", false)]);
+        assert_eq!(store.limits(), Limits::default());
+        store.apply_at(&learn("victim.test", DAY, true), NOW);
+        store.apply_at(&learn("www.victim.test", DAY, false), NOW);
+        store
+            .add_manual_at("ops.flood.test", false, DAY, NOW)
+            .unwrap();
+        store.apply_at(&learn("flood.test", DAY, false), NOW);
+        for i in 0..20_000 {
+            assert!(store.apply_at(&learn(&format!("r{i}.flood.test"), DAY, false), NOW));
+            // The victim site keeps being seen now and then; that changes nothing.
+            if i % 5_000 == 0 {
+                store.apply_at(&learn("victim.test", DAY, true), NOW);
+            }
+        }
+        let (learned, manual, preload) = store.counts_at(NOW);
+        // 1,000 of flood.test, 2 of victim.test: memory stays bounded.
+        assert_eq!((learned, manual, preload), (1_002, 1, 1));
+        assert_eq!(store.dynamic.len(), 1_003);
+        assert_eq!(store.sites().total(), 1_002);
+        assert_eq!(store.evictions(), 20_001 - 1_000);
+        // Another site, the manual and the preload entries are untouched.
+        for host in [
+            "victim.test",
+            "www.victim.test",
+            "ops.flood.test",
+            "pre.flood.test",
+        ] {
+            assert!(store.is_enforced_at(host, NOW), "{host}");
+        }
+        // The flood's own oldest went first, flood.test itself included; the newest stayed.
+        assert!(!store.is_enforced_at("flood.test", NOW));
+        assert!(!store.is_enforced_at("r0.flood.test", NOW));
+        assert!(!store.is_enforced_at("r18999.flood.test", NOW));
+        assert!(store.is_enforced_at("r19000.flood.test", NOW));
+        assert!(store.is_enforced_at("r19999.flood.test", NOW));
+    }
+
+    #[test]
+    fn the_total_bound_takes_from_the_largest_site_and_frees_on_removal() {
+        let store = MemoryStore::new().with_limits(Limits {
+            max_learned_entries: 10,
+            max_learned_per_site: 8,
+        });
+        store.apply_at(&learn("small.test", DAY, false), NOW);
+        store.apply_at(&learn("other.example", DAY, false), NOW);
+        for i in 0..8 {
+            store.apply_at(&learn(&format!("r{i}.big.test"), DAY, false), NOW);
+        }
+        assert_eq!(store.counts_at(NOW).0, 10);
+        // A newcomer: the largest site pays (big.test, 8 entries), not the small ones.
+        store.apply_at(&learn("new.example.org", DAY, false), NOW);
+        assert_eq!(store.counts_at(NOW).0, 10);
+        assert!(!store.is_enforced_at("r0.big.test", NOW));
+        for host in [
+            "small.test",
+            "other.example",
+            "new.example.org",
+            "r7.big.test",
+        ] {
+            assert!(store.is_enforced_at(host, NOW), "{host}");
+        }
+        // max-age=0, delete, a manual entry over a learned one and expiry all free room.
+        store.apply_at(&learn("small.test", 0, false), NOW);
+        assert!(store.remove_at("other.example", NOW));
+        store.add_manual_at("r7.big.test", false, DAY, NOW).unwrap();
+        assert_eq!(store.sites().total(), 7);
+        store.apply_at(&learn("short.test", 10, false), NOW);
+        assert_eq!(store.prune_expired_at(NOW + 10), 1);
+        assert_eq!(store.sites().total(), 7);
+        assert_eq!(store.evictions(), 1);
+    }
+
+    #[test]
+    fn restore_applies_the_bounds_oldest_first() {
+        let store = MemoryStore::new().with_limits(Limits {
+            max_learned_entries: 100,
+            max_learned_per_site: 2,
+        });
+        let entry = |domain: &str, expires_at: u64, source: Source| StoredEntry {
+            domain: domain.into(),
+            include_subdomains: false,
+            expires_at: Some(NOW + expires_at),
+            source,
+        };
+        let restored = store.restore_at(
+            vec![
+                entry("c.site.test", 30, Source::Learned),
+                entry("a.site.test", 10, Source::Learned),
+                entry("b.site.test", 20, Source::Learned),
+                entry("m.site.test", 5, Source::Manual),
+            ],
+            NOW,
+        );
+        assert_eq!(restored, 3);
+        assert!(!store.is_enforced_at("a.site.test", NOW));
+        for host in ["b.site.test", "c.site.test", "m.site.test"] {
+            assert!(store.is_enforced_at(host, NOW), "{host}");
+        }
     }
 
     #[test]

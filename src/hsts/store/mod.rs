@@ -28,9 +28,11 @@ use tokio::sync::Notify;
 
 use super::learn::StsUpdate;
 
+mod bound;
 mod index;
 mod memory;
 
+pub use bound::{site_of, Limits};
 pub use memory::MemoryStore;
 // The host-name rules moved to `hsts::host`; these re-exports keep older call sites working.
 pub use super::host::{is_ip_literal, is_never_noted, normalize_host};
@@ -118,6 +120,11 @@ pub trait HstsStore: Send + Sync {
     fn changed(&self) -> &Notify;
     /// A counter that increases with every change to the dynamic entries.
     fn generation(&self) -> u64;
+    /// Learned entries evicted by the bounds on learned entries since start (for the
+    /// `strictproxy_hsts_evictions_total` metric). A backend without bounds reports 0.
+    fn evictions(&self) -> u64 {
+        0
+    }
 }
 
 /// Seconds since the Unix epoch, from the system clock (0 if the clock is before 1970).

@@ -1,31 +1,14 @@
-//! The local CA behind TLS interception: load or create `ca.pem` + `ca-key.pem`, mint leaf
-//! certificates that every major browser and OS accepts, cache them per host, and hand the
-//! proxy one ready `rustls::ServerConfig` per intercepted name.
-//!
-//! The layers, from the bottom up (the shape hudsucker uses: a CA behind a trait, a cached
-//! decorator around it):
-//!
-//! - [`LocalCa`] owns the CA key and implements [`LeafIssuer`]: every call mints a fresh leaf.
-//! - [`LeafCache`] is a bounded, concurrent decorator over any `Arc<dyn LeafIssuer>`, so a
-//!   repeated CONNECT to the same host mints nothing.
-//! - [`Interceptor`] turns a leaf into an `Arc<rustls::ServerConfig>` (ALPN, one shared session
-//!   cache and ticketer so clients can resume), also cached per name.
-//! - [`leaf_name`] is the pure decision of which name a leaf is minted for.
-//!
-//! Everything certificate-shaped here carries a comment naming the RFC clause or the client
-//! behaviour it answers, because each of these details is one some client rejects when wrong.
+//! The local CA on disk: `ca.pem` and `ca-key.pem` in `--ca-dir`, created when absent (the key
+//! mode 0600, the folder 0700), refused when unsafe or unusable, and [`LocalCa`], which mints
+//! the leaves that clients trusting `ca.pem` accept.
 
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, TryLockError};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
 
-use dashmap::mapref::entry::Entry;
-use dashmap::DashMap;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SanType, SerialNumber, PKCS_ECDSA_P256_SHA256,
@@ -33,20 +16,18 @@ use rcgen::{
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
-use rustls::sign::{CertifiedKey, SigningKey, SingleCertAndKey};
-use rustls::{RootCertStore, ServerConfig};
+use rustls::sign::{CertifiedKey, SigningKey};
+use rustls::RootCertStore;
 use time::OffsetDateTime;
+
+use super::{ring_provider, CaError, LeafIssuer};
 
 /// File name of the CA certificate inside `--ca-dir` (the contract in design.md).
 pub const CA_CERT_FILE: &str = "ca.pem";
 /// File name of the CA private key inside `--ca-dir` (the contract in design.md).
 pub const CA_KEY_FILE: &str = "ca-key.pem";
-
-/// Default number of hosts whose leaf (and server config) is kept; a browsing session touches a
-/// few hundred hosts, so this keeps every one of them warm while bounding memory.
-pub const DEFAULT_LEAF_CACHE_CAPACITY: usize = 1000;
 
 /// The CA's common name: a user who finds it in a trust store must see at once what put it there.
 const CA_COMMON_NAME: &str = "strictproxy local CA";
@@ -69,129 +50,13 @@ const LEAF_VALIDITY: time::Duration = time::Duration::seconds(180 * 86_400 - 1);
 /// regeneration forces the user to re-trust, so it is long (mitmproxy uses ten years too).
 const CA_VALIDITY: time::Duration = time::Duration::days(10 * 365);
 
-/// A cached leaf older than this is minted again, so a proxy that runs for months never serves
-/// a leaf near its `notAfter` (leaves live for 178 days forward of their minting).
-pub const LEAF_REFRESH_AFTER: Duration = Duration::from_secs(30 * 86_400);
-
 /// RFC 5280 Appendix A `ub-common-name`: a CN longer than 64 characters is invalid, and some
 /// parsers reject the whole certificate, so long names go in the SAN only.
 const MAX_COMMON_NAME_LEN: usize = 64;
 
-/// Entries of the TLS session cache shared by every per-host config (rustls' own default is
-/// 256, sized for one server name rather than a whole browsing session).
-const SESSION_CACHE_ENTRIES: usize = 4096;
-
 /// A name used only to check, at load time, that a leaf we sign verifies against the CA on disk.
 /// `.invalid` is reserved and never resolves (RFC 6761 §6.4).
 const SELF_TEST_NAME: &str = "strictproxy-self-test.invalid";
-
-/// Everything that can go wrong in the CA; each variant names the file or host involved and,
-/// where the user can fix it, how. All are the proxy's own failures (not the client's or the
-/// upstream's): at start-up they stop the process, per connection they end the interception.
-#[derive(Debug, thiserror::Error)]
-pub enum CaError {
-    /// A file or directory of the CA could not be read, written or created.
-    #[error("cannot {action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    /// Only one of `ca.pem` and `ca-key.pem` exists; generating a new pair would silently
-    /// replace a CA the user already trusts.
-    #[error(
-        "found {} but not {}: restore the missing file, or delete {} to generate a new CA \
-         (clients must then trust the new ca.pem)",
-        present.display(), missing.display(), present.display()
-    )]
-    OnlyOneFile { present: PathBuf, missing: PathBuf },
-    /// The CA key is open to group or others (Unix mode bits).
-    #[error(
-        "the CA key {} has mode {mode:04o}, which lets group or others read or change it; \
-         anyone who can read it can impersonate every site to every client that trusts the CA. \
-         Fix it with: chmod 600 {}",
-        path.display(), path.display()
-    )]
-    KeyPermissions { path: PathBuf, mode: u32 },
-    /// `ca.pem` is not a usable CA certificate.
-    #[error("cannot use the CA certificate {}: {reason}", path.display())]
-    BadCert { path: PathBuf, reason: String },
-    /// `ca-key.pem` is not a usable private key.
-    #[error("cannot use the CA key {}: {reason}", path.display())]
-    BadKey { path: PathBuf, reason: String },
-    /// A leaf signed with the key does not verify against the certificate.
-    #[error(
-        "a test leaf signed with {} does not verify against {}: {reason}; the key does not \
-         belong to that certificate",
-        key.display(), cert.display()
-    )]
-    KeyMismatch {
-        cert: PathBuf,
-        key: PathBuf,
-        reason: String,
-    },
-    /// The CA certificate is past its `notAfter`.
-    #[error(
-        "the CA certificate {} expired on {not_after}: delete {} and {} to generate a new CA \
-         (clients must then trust the new ca.pem)",
-        path.display(), path.display(), key.display()
-    )]
-    Expired {
-        path: PathBuf,
-        key: PathBuf,
-        not_after: OffsetDateTime,
-    },
-    /// Key or certificate generation failed.
-    #[error("cannot generate the CA: {0}")]
-    Generate(#[source] rcgen::Error),
-    /// The name to mint for is neither a valid DNS name nor an IP address.
-    #[error("cannot mint a certificate for {name:?}: {reason}")]
-    InvalidName { name: String, reason: String },
-    /// Signing a leaf failed.
-    #[error("cannot mint a certificate for {name}: {source}")]
-    Mint {
-        name: String,
-        #[source]
-        source: rcgen::Error,
-    },
-    /// rustls refused a key or configuration.
-    #[error("cannot build the TLS configuration: {0}")]
-    Tls(#[from] rustls::Error),
-    /// The system random number generator failed.
-    #[error("the system random number generator failed")]
-    Random,
-}
-
-/// Mints leaf certificates. The proxy and [`LeafCache`] depend on this trait only, so a test or
-/// another CA backend can stand in for [`LocalCa`].
-pub trait LeafIssuer: Send + Sync {
-    /// A certificate chain (leaf first, then the CA) and its signing key, for `name`: a DNS name
-    /// or an IP address literal without brackets, as [`leaf_name`] returns it. Leaves must stay
-    /// valid for longer than [`LEAF_REFRESH_AFTER`], after which [`LeafCache`] asks again.
-    fn issue(&self, name: &str) -> Result<Arc<CertifiedKey>, CaError>;
-}
-
-/// The name to mint a leaf for: the TLS SNI when the client sent one, else the CONNECT host.
-///
-/// The SNI wins because it is the name the client will check the certificate against; a client
-/// that connects to an IP literal sends no SNI (RFC 6066 §3 forbids IP addresses there), and
-/// then the CONNECT host is what it checks. The name is put in the one form the cache keys on:
-/// IPv6 brackets removed (RFC 3986 §3.2.2 uses them only inside URIs), lower case (DNS names
-/// compare case-insensitively, RFC 4343), and no trailing dot (RFC 6066 §3: the SNI carries none,
-/// and a SAN must not either, RFC 5280 §4.2.1.6).
-pub fn leaf_name(sni: Option<&str>, connect_host: &str) -> String {
-    let raw = match sni {
-        Some(sni) if !sni.is_empty() => sni,
-        _ => connect_host,
-    };
-    let unbracketed = raw
-        .strip_prefix('[')
-        .and_then(|inner| inner.strip_suffix(']'))
-        .unwrap_or(raw);
-    let undotted = unbracketed.strip_suffix('.').unwrap_or(unbracketed);
-    undotted.to_ascii_lowercase()
-}
 
 /// The subject-alternative-name entry a leaf for `name` carries: an iPAddress SAN for an IP
 /// literal, a dNSName SAN otherwise. Browsers match an IP only against iPAddress entries
@@ -256,12 +121,6 @@ fn install_tag(provider: &CryptoProvider) -> Result<String, CaError> {
 fn now_seconds() -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();
     now.replace_nanosecond(0).unwrap_or(now)
-}
-
-/// The ring provider every rustls object in this module is built with (the crate pins *ring*;
-/// naming it explicitly keeps us independent of any process-wide default).
-fn ring_provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// The local CA: its certificate as on disk, its key, and the one leaf key pair shared by every
@@ -581,7 +440,7 @@ fn load(cert_path: PathBuf, key_path: &Path) -> Result<LocalCa, CaError> {
     };
 
     let cert_text = read(&cert_path)?;
-    let cert_der = rustls_pemfile::certs(&mut cert_text.as_bytes())
+    let cert_der = CertificateDer::pem_slice_iter(cert_text.as_bytes())
         .next()
         .ok_or_else(|| bad_cert("no CERTIFICATE block in the file".to_owned()))?
         .map_err(|e| bad_cert(format!("not a valid PEM file: {e}")))?;
@@ -659,297 +518,14 @@ fn pem_encode(der: &[u8]) -> String {
     pem
 }
 
-/// A bounded concurrent map with approximate least-recently-used eviction. Hits take only the
-/// shard's read lock and bump an atomic stamp; eviction runs on inserts that overflow, one
-/// thread at a time, and frees a tenth of the capacity at once so its O(n) scan is amortised.
-struct BoundedMap<V> {
-    map: DashMap<String, Slot<V>>,
-    capacity: usize,
-    clock: AtomicU64,
-    evicting: Mutex<()>,
-}
-
-struct Slot<V> {
-    value: V,
-    last_used: AtomicU64,
-}
-
-impl<V: Clone> BoundedMap<V> {
-    fn new(capacity: usize) -> Self {
-        BoundedMap {
-            map: DashMap::new(),
-            capacity: capacity.max(1),
-            clock: AtomicU64::new(0),
-            evicting: Mutex::new(()),
-        }
-    }
-
-    fn tick(&self) -> u64 {
-        self.clock.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// The value for `key` if present and `usable`.
-    fn get(&self, key: &str, usable: impl Fn(&V) -> bool) -> Option<V> {
-        let slot = self.map.get(key)?;
-        if !usable(&slot.value) {
-            return None;
-        }
-        slot.last_used.store(self.tick(), Ordering::Relaxed);
-        Some(slot.value.clone())
-    }
-
-    /// Stores `value` unless another thread stored a usable one meanwhile, in which case that
-    /// one is kept and returned, so concurrent misses for a host all end up with one value.
-    fn insert(&self, key: &str, value: V, usable: impl Fn(&V) -> bool) -> V {
-        let stored = match self.map.entry(key.to_owned()) {
-            Entry::Occupied(mut occupied) => {
-                if !usable(&occupied.get().value) {
-                    occupied.get_mut().value = value;
-                }
-                occupied
-                    .get()
-                    .last_used
-                    .store(self.tick(), Ordering::Relaxed);
-                occupied.get().value.clone()
-            }
-            Entry::Vacant(vacant) => {
-                let slot = Slot {
-                    value,
-                    last_used: AtomicU64::new(self.tick()),
-                };
-                vacant.insert(slot).value.clone()
-            }
-        };
-        if self.map.len() > self.capacity {
-            self.evict();
-        }
-        stored
-    }
-
-    fn evict(&self) {
-        // One evictor at a time; the others carry on (the map may briefly hold a few entries
-        // over capacity, one per concurrent insert).
-        let _guard = match self.evicting.try_lock() {
-            Ok(guard) => guard,
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => return,
-        };
-        let len = self.map.len();
-        if len <= self.capacity {
-            return;
-        }
-        let keep = self.capacity - self.capacity / 10;
-        let remove = len - keep;
-        let mut stamps: Vec<(u64, String)> = self
-            .map
-            .iter()
-            .map(|e| (e.value().last_used.load(Ordering::Relaxed), e.key().clone()))
-            .collect();
-        if remove < stamps.len() {
-            stamps.select_nth_unstable_by_key(remove, |(stamp, _)| *stamp);
-            stamps.truncate(remove);
-        }
-        for (stamp, key) in stamps {
-            // Spare an entry touched since the scan: it is in use again.
-            self.map.remove_if(&key, |_, slot| {
-                slot.last_used.load(Ordering::Relaxed) == stamp
-            });
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.map.len()
-    }
-}
-
-/// A cached leaf and when it was minted.
-#[derive(Clone)]
-struct CachedLeaf {
-    leaf: Arc<CertifiedKey>,
-    minted: SystemTime,
-}
-
-impl CachedLeaf {
-    /// Wall-clock age, so a laptop that slept for weeks still re-mints (a monotonic clock stops
-    /// during suspend on Linux).
-    fn fresh(&self) -> bool {
-        SystemTime::now()
-            .duration_since(self.minted)
-            .map(|age| age < LEAF_REFRESH_AFTER)
-            // The clock went backwards: the leaf's backdate still covers small steps.
-            .unwrap_or(true)
-    }
-}
-
-/// A bounded per-host cache of leaves over any [`LeafIssuer`]: a repeated CONNECT mints nothing.
-/// Concurrent; the hit path takes no global lock.
-pub struct LeafCache {
-    inner: Arc<dyn LeafIssuer>,
-    leaves: BoundedMap<CachedLeaf>,
-    hits: AtomicU64,
-    misses: AtomicU64,
-}
-
-impl fmt::Debug for LeafCache {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LeafCache")
-            .field("capacity", &self.leaves.capacity)
-            .field("len", &self.len())
-            .field("hits", &self.hits())
-            .field("misses", &self.misses())
-            .finish()
-    }
-}
-
-impl LeafCache {
-    /// A cache of at most `capacity` leaves (at least one) in front of `inner`.
-    pub fn new(inner: Arc<dyn LeafIssuer>, capacity: usize) -> LeafCache {
-        LeafCache {
-            inner,
-            leaves: BoundedMap::new(capacity),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-        }
-    }
-
-    /// The leaf for `name`, minted on the first request and again after [`LEAF_REFRESH_AFTER`].
-    pub fn get(&self, name: &str) -> Result<Arc<CertifiedKey>, CaError> {
-        if let Some(cached) = self.leaves.get(name, CachedLeaf::fresh) {
-            self.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(cached.leaf);
-        }
-        self.misses.fetch_add(1, Ordering::Relaxed);
-        let minted = CachedLeaf {
-            leaf: self.inner.issue(name)?,
-            minted: SystemTime::now(),
-        };
-        Ok(self.leaves.insert(name, minted, CachedLeaf::fresh).leaf)
-    }
-
-    /// Lookups answered from the cache.
-    pub fn hits(&self) -> u64 {
-        self.hits.load(Ordering::Relaxed)
-    }
-
-    /// Lookups that had to mint.
-    pub fn misses(&self) -> u64 {
-        self.misses.load(Ordering::Relaxed)
-    }
-
-    /// Leaves held now.
-    pub fn len(&self) -> usize {
-        self.leaves.len()
-    }
-
-    /// Whether no leaf is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The most leaves held at once.
-    pub fn capacity(&self) -> usize {
-        self.leaves.capacity
-    }
-}
-
-/// The cache is itself an issuer, so decorators compose.
-impl LeafIssuer for LeafCache {
-    fn issue(&self, name: &str) -> Result<Arc<CertifiedKey>, CaError> {
-        self.get(name)
-    }
-}
-
-/// A cached server config and the leaf it serves, to notice when the leaf was re-minted.
-#[derive(Clone)]
-struct CachedConfig {
-    config: Arc<ServerConfig>,
-    leaf: Arc<CertifiedKey>,
-}
-
-/// Builds and caches the TLS server side of interception: one `Arc<ServerConfig>` per name,
-/// all sharing one session cache and one ticketer so a client resumes instead of paying for a
-/// full handshake on every new connection.
-pub struct Interceptor {
-    cache: LeafCache,
-    configs: BoundedMap<CachedConfig>,
-    provider: Arc<CryptoProvider>,
-    sessions: Arc<dyn StoresServerSessions>,
-    ticketer: Arc<dyn ProducesTickets>,
-}
-
-impl fmt::Debug for Interceptor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Interceptor")
-            .field("cache", &self.cache)
-            .field("configs", &self.configs.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Interceptor {
-    /// An interceptor over `cache`; it keeps as many server configs as the cache keeps leaves.
-    /// Fails only if the ticket key cannot be generated (no system randomness).
-    pub fn new(cache: LeafCache) -> Result<Interceptor, CaError> {
-        let capacity = cache.capacity();
-        Ok(Interceptor {
-            cache,
-            configs: BoundedMap::new(capacity),
-            provider: ring_provider(),
-            sessions: ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES),
-            // Stateless TLS 1.3 / RFC 5077 tickets under one rotating key shared by all
-            // configs; the per-name configs would otherwise each hold a key of their own.
-            ticketer: rustls::crypto::ring::Ticketer::new()?,
-        })
-    }
-
-    /// The server config for `name` (from [`leaf_name`]): the leaf for that name, ALPN `h2`
-    /// then `http/1.1`, and the shared session cache and ticketer.
-    pub fn server_config(&self, name: &str) -> Result<Arc<ServerConfig>, CaError> {
-        let leaf = self.cache.get(name)?;
-        let current = |cached: &CachedConfig| Arc::ptr_eq(&cached.leaf, &leaf);
-        if let Some(cached) = self.configs.get(name, current) {
-            return Ok(cached.config);
-        }
-        let config = self.build(Arc::clone(&leaf))?;
-        let cached = CachedConfig {
-            config,
-            leaf: Arc::clone(&leaf),
-        };
-        Ok(self.configs.insert(name, cached, current).config)
-    }
-
-    fn build(&self, leaf: Arc<CertifiedKey>) -> Result<Arc<ServerConfig>, CaError> {
-        let mut config = ServerConfig::builder_with_provider(Arc::clone(&self.provider))
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(SingleCertAndKey::from(leaf)));
-        // h2 first: a client that offers both gets HTTP/2, as from the real origin; one that
-        // offers no ALPN gets HTTP/1.1 (RFC 7301 §3.2, RFC 9113 §3.2).
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        config.session_storage = Arc::clone(&self.sessions);
-        config.ticketer = Arc::clone(&self.ticketer);
-        Ok(Arc::new(config))
-    }
-
-    /// The leaf cache, for its hit and miss counters.
-    pub fn leaf_cache(&self) -> &LeafCache {
-        &self.cache
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use x509_parser::extensions::{GeneralName, ParsedExtension};
     use x509_parser::prelude::{FromDer, X509Certificate};
 
-    fn new_ca() -> (tempfile::TempDir, LocalCa) {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = LocalCa::load_or_create(&dir.path().join("certs")).unwrap();
-        (dir, ca)
-    }
+    use crate::ca::test_ca as new_ca;
 
     fn parse(der: &[u8]) -> X509Certificate<'_> {
         X509Certificate::from_der(der).unwrap().1
@@ -963,7 +539,7 @@ mod tests {
     /// The SKI of the CA as written in ca.pem on disk, not as rebuilt in memory.
     fn ski_on_disk(ca: &LocalCa) -> Vec<u8> {
         let text = fs::read_to_string(ca.cert_path()).unwrap();
-        let der = rustls_pemfile::certs(&mut text.as_bytes())
+        let der = CertificateDer::pem_slice_iter(text.as_bytes())
             .next()
             .unwrap()
             .unwrap();
@@ -976,30 +552,6 @@ mod tests {
             });
         ski.unwrap()
     }
-
-    #[test]
-    fn leaf_name_table() {
-        let rows: &[(Option<&str>, &str, &str)] = &[
-            // The SNI is the name the client verifies: it wins over the CONNECT host.
-            (Some("secure.test"), "10.0.0.1", "secure.test"),
-            // No SNI (RFC 6066 §3: never sent for an IP literal): the CONNECT host.
-            (None, "127.0.0.1", "127.0.0.1"),
-            // An IPv6 CONNECT authority is bracketed (RFC 3986 §3.2.2); the SAN holds no brackets.
-            (None, "[::1]", "::1"),
-            (None, "[2001:db8::1]", "2001:db8::1"),
-            // An empty SNI is treated as absent.
-            (Some(""), "example.com", "example.com"),
-            // DNS names compare case-insensitively (RFC 4343): one cache key per host.
-            (Some("WWW.Example.COM"), "x", "www.example.com"),
-            (None, "Example.COM", "example.com"),
-            // A fully-qualified trailing dot is dropped (RFC 6066 §3, RFC 5280 §4.2.1.6).
-            (None, "example.com.", "example.com"),
-        ];
-        for (sni, host, want) in rows {
-            assert_eq!(leaf_name(*sni, host), *want, "sni={sni:?} host={host}");
-        }
-    }
-
     #[test]
     fn leaf_san_table() {
         let rows: &[(&str, Option<SanType>)] = &[
@@ -1341,255 +893,5 @@ mod tests {
                 "{name:?}: {err}"
             );
         }
-    }
-
-    /// Counts calls, to prove what the cache does not forward.
-    struct Counting {
-        ca: LocalCa,
-        calls: AtomicU64,
-    }
-
-    impl LeafIssuer for Counting {
-        fn issue(&self, name: &str) -> Result<Arc<CertifiedKey>, CaError> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            self.ca.issue(name)
-        }
-    }
-
-    fn counting() -> (tempfile::TempDir, Arc<Counting>) {
-        let (dir, ca) = new_ca();
-        let issuer = Arc::new(Counting {
-            ca,
-            calls: AtomicU64::new(0),
-        });
-        (dir, issuer)
-    }
-
-    #[test]
-    fn second_get_is_a_hit_with_the_same_arc() {
-        let (_dir, issuer) = counting();
-        let cache = LeafCache::new(issuer.clone(), 10);
-        let first = cache.get("secure.test").unwrap();
-        let second = cache.get("secure.test").unwrap();
-        assert!(Arc::ptr_eq(&first, &second));
-        assert_eq!((cache.hits(), cache.misses(), cache.len()), (1, 1, 1));
-        assert_eq!(issuer.calls.load(Ordering::SeqCst), 1);
-    }
-
-    #[test]
-    fn capacity_bound_holds_and_evicts_the_least_recently_used() {
-        let (_dir, issuer) = counting();
-        let cache = LeafCache::new(issuer.clone(), 3);
-        for name in ["a.test", "b.test", "c.test"] {
-            cache.get(name).unwrap();
-        }
-        cache.get("a.test").unwrap(); // a is now more recent than b
-        cache.get("d.test").unwrap();
-        assert_eq!(cache.len(), 3);
-        let misses = cache.misses();
-        cache.get("a.test").unwrap();
-        assert_eq!(cache.misses(), misses, "a was used recently and is kept");
-        cache.get("b.test").unwrap();
-        assert_eq!(cache.misses(), misses + 1, "b was the least recently used");
-
-        for i in 0..50 {
-            cache.get(&format!("host{i}.test")).unwrap();
-            assert!(cache.len() <= 3);
-        }
-    }
-
-    #[test]
-    fn large_caches_evict_a_batch_and_stay_bounded() {
-        let (_dir, issuer) = counting();
-        let cache = LeafCache::new(issuer, 20);
-        for i in 0..100 {
-            cache.get(&format!("host{i}.test")).unwrap();
-            assert!(cache.len() <= 20);
-        }
-        // The most recent host survives every eviction.
-        let misses = cache.misses();
-        cache.get("host99.test").unwrap();
-        assert_eq!(cache.misses(), misses);
-    }
-
-    #[test]
-    fn concurrent_gets_share_one_leaf() {
-        let (_dir, issuer) = counting();
-        let cache = Arc::new(LeafCache::new(issuer, 10));
-        let leaves: Vec<_> = (0..8)
-            .map(|_| {
-                let cache = Arc::clone(&cache);
-                std::thread::spawn(move || cache.get("same.test").unwrap())
-            })
-            .map(|t| t.join().unwrap())
-            .collect();
-        assert!(leaves.iter().all(|l| Arc::ptr_eq(l, &leaves[0])));
-        assert_eq!(cache.len(), 1);
-    }
-
-    #[test]
-    fn stale_leaves_are_minted_again() {
-        let (_dir, issuer) = counting();
-        let cache = LeafCache::new(issuer.clone(), 10);
-        let first = cache.get("old.test").unwrap();
-        // Age the entry past the refresh horizon.
-        cache.leaves.map.get_mut("old.test").unwrap().value.minted =
-            SystemTime::now() - LEAF_REFRESH_AFTER - Duration::from_secs(1);
-        let second = cache.get("old.test").unwrap();
-        assert!(!Arc::ptr_eq(&first, &second));
-        assert_eq!(issuer.calls.load(Ordering::SeqCst), 2);
-        let third = cache.get("old.test").unwrap();
-        assert!(Arc::ptr_eq(&second, &third));
-    }
-
-    #[test]
-    fn server_configs_are_cached_and_share_sessions_and_tickets() {
-        let (_dir, ca) = new_ca();
-        let interceptor = Interceptor::new(LeafCache::new(Arc::new(ca), 10)).unwrap();
-        let a = interceptor.server_config("a.test").unwrap();
-        let a_again = interceptor.server_config("a.test").unwrap();
-        let b = interceptor.server_config("b.test").unwrap();
-        assert!(Arc::ptr_eq(&a, &a_again));
-        assert!(!Arc::ptr_eq(&a, &b));
-        assert!(Arc::ptr_eq(&a.session_storage, &b.session_storage));
-        assert!(Arc::ptr_eq(&a.ticketer, &b.ticketer));
-        assert!(a.ticketer.enabled());
-        assert_eq!(a.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
-        assert_eq!(interceptor.leaf_cache().misses(), 2);
-        assert_eq!(interceptor.leaf_cache().hits(), 1);
-    }
-
-    #[test]
-    fn server_config_follows_a_reminted_leaf() {
-        let (_dir, ca) = new_ca();
-        let interceptor = Interceptor::new(LeafCache::new(Arc::new(ca), 10)).unwrap();
-        let first = interceptor.server_config("old.test").unwrap();
-        interceptor
-            .cache
-            .leaves
-            .map
-            .get_mut("old.test")
-            .unwrap()
-            .value
-            .minted = SystemTime::now() - LEAF_REFRESH_AFTER - Duration::from_secs(1);
-        let second = interceptor.server_config("old.test").unwrap();
-        assert!(!Arc::ptr_eq(&first, &second));
-        assert_eq!(interceptor.configs.len(), 1);
-    }
-
-    /// A client that trusts only ca.pem, as a browser would after the user installed it.
-    fn client_config(ca: &LocalCa) -> Arc<rustls::ClientConfig> {
-        let mut roots = RootCertStore::empty();
-        let pem = fs::read_to_string(ca.cert_path()).unwrap();
-        for cert in rustls_pemfile::certs(&mut pem.as_bytes()) {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let mut config = rustls::ClientConfig::builder_with_provider(ring_provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Arc::new(config)
-    }
-
-    /// Accepts one connection the way the proxy will: read the ClientHello, pick the name with
-    /// leaf_name, then finish the handshake with that name's config. Answers "ok".
-    async fn serve_one(
-        listener: &tokio::net::TcpListener,
-        interceptor: &Interceptor,
-        connect_host: &str,
-    ) {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let acceptor =
-            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
-        let start = acceptor.await.unwrap();
-        let name = leaf_name(start.client_hello().server_name(), connect_host);
-        let config = interceptor.server_config(&name).unwrap();
-        let mut tls = start.into_stream(config).await.unwrap();
-        tls.write_all(b"ok").await.unwrap();
-        tls.shutdown().await.unwrap();
-    }
-
-    async fn connect(
-        addr: std::net::SocketAddr,
-        client: Arc<rustls::ClientConfig>,
-        server_name: ServerName<'static>,
-    ) -> (Option<Vec<u8>>, Option<rustls::HandshakeKind>) {
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let mut tls = tokio_rustls::TlsConnector::from(client)
-            .connect(server_name, tcp)
-            .await
-            .unwrap();
-        let mut body = Vec::new();
-        tls.read_to_end(&mut body).await.unwrap();
-        assert_eq!(body, b"ok");
-        let (_, conn) = tls.get_ref();
-        (
-            conn.alpn_protocol().map(<[u8]>::to_vec),
-            conn.handshake_kind(),
-        )
-    }
-
-    #[tokio::test]
-    async fn a_client_trusting_ca_pem_completes_a_handshake_with_h2_and_resumes() {
-        let (_dir, ca) = new_ca();
-        let client = client_config(&ca);
-        let interceptor = Interceptor::new(LeafCache::new(Arc::new(ca), 10)).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let name = ServerName::try_from("secure.test").unwrap();
-
-        let server = async {
-            // The CONNECT host differs: the SNI must win.
-            serve_one(&listener, &interceptor, "10.9.8.7").await;
-            serve_one(&listener, &interceptor, "10.9.8.7").await;
-        };
-        let clients = async {
-            let first = connect(addr, client.clone(), name.clone()).await;
-            let second = connect(addr, client.clone(), name.clone()).await;
-            (first, second)
-        };
-        let ((), (first, second)) = tokio::join!(server, clients);
-        assert_eq!(first.0.as_deref(), Some(&b"h2"[..]));
-        assert_eq!(first.1, Some(rustls::HandshakeKind::Full));
-        // The second connection resumes with the ticket from the first (the shared ticketer).
-        assert_eq!(second.1, Some(rustls::HandshakeKind::Resumed));
-        assert_eq!(interceptor.leaf_cache().misses(), 1);
-        assert_eq!(interceptor.leaf_cache().hits(), 1);
-    }
-
-    #[tokio::test]
-    async fn an_ip_literal_without_sni_gets_an_ip_san_the_client_accepts() {
-        let (_dir, ca) = new_ca();
-        let client = client_config(&ca);
-        let interceptor = Interceptor::new(LeafCache::new(Arc::new(ca), 10)).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let name = ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
-        let ((), (alpn, _)) = tokio::join!(
-            serve_one(&listener, &interceptor, "127.0.0.1"),
-            connect(addr, client, name)
-        );
-        assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
-        assert_eq!(interceptor.leaf_cache().len(), 1);
-        assert!(interceptor.leaf_cache().get("127.0.0.1").is_ok());
-        assert_eq!(interceptor.leaf_cache().misses(), 1);
-    }
-
-    #[tokio::test]
-    async fn a_client_offering_only_http11_gets_http11() {
-        let (_dir, ca) = new_ca();
-        let mut client = (*client_config(&ca)).clone();
-        client.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let interceptor = Interceptor::new(LeafCache::new(Arc::new(ca), 10)).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let name = ServerName::try_from("secure.test").unwrap();
-        let ((), (alpn, _)) = tokio::join!(
-            serve_one(&listener, &interceptor, "secure.test"),
-            connect(addr, Arc::new(client), name)
-        );
-        assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
     }
 }

@@ -1,0 +1,419 @@
+//! The router: one pure function from where a request came in, its head, a view of the HSTS
+//! store and the policy to ONE decision — reject (with the answer), a local page, the HSTS
+//! upgrade, forward to a target, or open a CONNECT tunnel. The listener, the CONNECT path and
+//! the requests inside tunnels all go through it, so admission and the loop check are written
+//! once, in pipeline order:
+//!
+//! 1. admission: proxy credentials (listener requests and CONNECT; tunnel requests were
+//!    admitted with their CONNECT)
+//! 2. the request target: length, form (absolute, authority for CONNECT, origin inside a
+//!    tunnel), scheme, port; an origin-form request for the local page by `Host`
+//! 3. loops: a `Via` naming this proxy, a target that is this proxy's own listener (`508`)
+//! 4. the local pages (`http://strictproxy.local/`)
+//! 5. HSTS (RFC 6797 §8.3): plain HTTP to a known host → `307 Internal Redirect`
+//! 6. forward (or, for CONNECT, tunnel blindly or intercept)
+
+use crate::proxy::body::ProxyBody;
+use crate::proxy::guard::{self, Credentials};
+use crate::proxy::headers::via_contains;
+use crate::proxy::pages;
+use crate::proxy::respond;
+use crate::proxy::target::{self, Target, TargetError};
+use http::uri::Authority;
+use http::{Method, Request, Response, Uri};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// Where a request came in.
+#[derive(Clone, Debug)]
+pub enum Ingress {
+    /// On the proxy listener: absolute form, or a CONNECT.
+    Listener,
+    /// Inside a CONNECT tunnel to `authority`; `secure` when the tunnel is intercepted TLS.
+    Tunnel { authority: Authority, secure: bool },
+}
+
+/// What the router reads besides the request and the HSTS store: fixed at start.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// The credentials clients must present (`--auth`), if any.
+    pub credentials: Option<Credentials>,
+    /// The longest request target accepted (`max_uri_bytes`); past it, `414`.
+    pub max_uri_bytes: usize,
+    /// This proxy's received-by token in `Via`, unique per process, for loop detection.
+    pub pseudonym: String,
+    /// The address the listener is bound to (the real port when 0 was asked for).
+    pub listen: SocketAddr,
+    /// `--passthrough` patterns: CONNECTs to these hosts are tunnelled blindly.
+    pub passthrough: Vec<String>,
+    /// `--resolve` overrides (host, lowercase without trailing dot → address).
+    pub resolve: Arc<HashMap<String, IpAddr>>,
+}
+
+impl Policy {
+    /// The `--resolve` override for `host`, if any.
+    pub fn override_for(&self, host: &str) -> Option<IpAddr> {
+        if self.resolve.is_empty() {
+            return None;
+        }
+        let host = host.trim_end_matches('.');
+        self.resolve
+            .get(host)
+            .or_else(|| self.resolve.get(&host.to_ascii_lowercase()))
+            .copied()
+    }
+
+    /// Whether `host:port` (after `--resolve`) is this proxy's own listener: forwarding there
+    /// would loop.
+    pub fn targets_self(&self, host: &str, port: u16) -> bool {
+        guard::targets_listener(host, port, self.override_for(host), self.listen)
+    }
+
+    fn is_passthrough(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.');
+        self.passthrough
+            .iter()
+            .any(|pattern| crate::config::passthrough_matches(pattern, host))
+    }
+}
+
+/// Why the proxy answers a request itself with an error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// `407`: credentials missing or wrong.
+    AuthRequired,
+    /// `414`: the target is longer than `max_uri_bytes`.
+    UriTooLong { limit: usize },
+    /// `400`: the target (or a CONNECT authority) is malformed; the text says how.
+    BadRequest(String),
+    /// `508`: the request would come back to this proxy.
+    Loop(String),
+}
+
+impl Refusal {
+    /// The answer, built by the named constructors of [`respond`].
+    pub fn response(&self) -> Response<ProxyBody> {
+        match self {
+            Refusal::AuthRequired => respond::proxy_auth_required(),
+            Refusal::UriTooLong { limit } => respond::uri_too_long(*limit),
+            Refusal::BadRequest(message) => respond::bad_request(message),
+            Refusal::Loop(message) => respond::loop_detected(message),
+        }
+    }
+}
+
+/// A CONNECT the router admitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectTarget {
+    /// Lowercase, IPv6 literals without brackets.
+    pub host: String,
+    pub port: u16,
+    pub authority: Authority,
+    /// `--passthrough`: a blind tunnel; otherwise the tunnel is intercepted.
+    pub passthrough: bool,
+}
+
+/// What to do with a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Answer with an error of the proxy's own.
+    Reject(Refusal),
+    /// Serve this path of the local site.
+    LocalPage { path: String },
+    /// RFC 6797 §8.3: answer `307 Internal Redirect` to this `https://` location.
+    HstsUpgrade { location: Uri },
+    /// Send the request to this target.
+    Forward(Target),
+    /// Open a CONNECT tunnel.
+    Connect(ConnectTarget),
+}
+
+/// The decision and the URL the traffic log records for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Routed {
+    pub url: String,
+    pub decision: Decision,
+}
+
+/// Routes one request. `hsts_enforced` is the HSTS store's answer for a host.
+pub fn route<B>(
+    ingress: &Ingress,
+    req: &Request<B>,
+    hsts_enforced: &dyn Fn(&str) -> bool,
+    policy: &Policy,
+) -> Routed {
+    let raw_url = || req.uri().to_string();
+    let reject = |url: String, refusal: Refusal| Routed {
+        url,
+        decision: Decision::Reject(refusal),
+    };
+
+    // 1. Admission. Requests inside a tunnel were admitted with their CONNECT.
+    if matches!(ingress, Ingress::Listener) {
+        if let Some(credentials) = &policy.credentials {
+            if !credentials.accepts(req.headers()) {
+                return reject(raw_url(), Refusal::AuthRequired);
+            }
+        }
+    }
+    if matches!(ingress, Ingress::Listener) && req.method() == Method::CONNECT {
+        return route_connect(req.uri(), policy);
+    }
+
+    // 2. Target.
+    let target_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len())
+        + req.uri().authority().map_or(0, |a| a.as_str().len());
+    if target_len > policy.max_uri_bytes {
+        return reject(
+            raw_url(),
+            Refusal::UriTooLong {
+                limit: policy.max_uri_bytes,
+            },
+        );
+    }
+    let parsed = match ingress {
+        Ingress::Listener => target::parse_absolute(req.uri()),
+        Ingress::Tunnel { authority, secure } => {
+            target::inner_target(req.uri(), authority, *secure)
+        }
+    };
+    let target = match parsed {
+        Ok(target) => target,
+        Err(TargetError::NotAbsolute(_)) if pages::is_local_host(req.headers()) => {
+            return Routed {
+                url: raw_url(),
+                decision: Decision::LocalPage {
+                    path: req.uri().path().to_string(),
+                },
+            };
+        }
+        Err(err) => return reject(raw_url(), Refusal::BadRequest(err.to_string())),
+    };
+    let url = target.url();
+
+    // 3. Loops.
+    if via_contains(req.headers(), &policy.pseudonym) {
+        return reject(
+            url,
+            Refusal::Loop(
+                "this request already passed through this proxy (its Via field names it)"
+                    .to_string(),
+            ),
+        );
+    }
+    if policy.targets_self(&target.host, target.port) {
+        let message = format!(
+            "{} is this proxy's own address; forwarding it would loop",
+            target.authority
+        );
+        return reject(url, Refusal::Loop(message));
+    }
+
+    // 4. Local pages.
+    if pages::is_local_name(&target.host) {
+        return Routed {
+            url,
+            decision: Decision::LocalPage {
+                path: req.uri().path().to_string(),
+            },
+        };
+    }
+
+    // 5. HSTS enforcement (RFC 6797 §8.3): a known host is never contacted in clear.
+    if !target.scheme.is_secure() && hsts_enforced(&target.host) {
+        if let Some(location) = url
+            .parse::<Uri>()
+            .ok()
+            .and_then(|uri| crate::hsts::upgrade::upgrade_uri(&uri))
+        {
+            return Routed {
+                url,
+                decision: Decision::HstsUpgrade { location },
+            };
+        }
+    }
+
+    // 6. Forward.
+    Routed {
+        url,
+        decision: Decision::Forward(target),
+    }
+}
+
+/// The CONNECT branch of [`route`] (RFC 9110 §9.3.6), after admission.
+fn route_connect(uri: &Uri, policy: &Policy) -> Routed {
+    let url = uri.to_string();
+    let (host, port, authority) = match target::parse_connect(uri) {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            return Routed {
+                url,
+                decision: Decision::Reject(Refusal::BadRequest(err.to_string())),
+            }
+        }
+    };
+    if policy.targets_self(&host, port) {
+        let message = format!("CONNECT {authority} targets this proxy's own address");
+        return Routed {
+            url,
+            decision: Decision::Reject(Refusal::Loop(message)),
+        };
+    }
+    let passthrough = policy.is_passthrough(&host);
+    Routed {
+        url,
+        decision: Decision::Connect(ConnectTarget {
+            host,
+            port,
+            authority,
+            passthrough,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! One row per rule, in pipeline order, in the style of mitmproxy's playbook tests: the
+    //! request as it arrives → the one decision.
+    use super::*;
+    use base64::Engine;
+
+    const PORT: u16 = 8080;
+
+    fn policy(auth: bool) -> Policy {
+        let mut resolve = HashMap::new();
+        resolve.insert("loop.test".to_string(), IpAddr::from([127, 0, 0, 1]));
+        Policy {
+            credentials: auth.then(|| Credentials::new("alice", "s3cret")),
+            max_uri_bytes: 64,
+            pseudonym: "strictproxy-0000abcd".to_string(),
+            listen: SocketAddr::from(([127, 0, 0, 1], PORT)),
+            passthrough: vec!["*.pinned.test".to_string()],
+            resolve: Arc::new(resolve),
+        }
+    }
+
+    fn listener() -> Ingress {
+        Ingress::Listener
+    }
+
+    fn tunnel(secure: bool) -> Ingress {
+        Ingress::Tunnel {
+            authority: "known.test:443".parse().unwrap(),
+            secure,
+        }
+    }
+
+    /// What a row expects, compared on the parts that matter.
+    #[derive(Debug, PartialEq)]
+    enum Expect {
+        Reject(u16),
+        Local(&'static str),
+        Upgrade(&'static str),
+        Forward(&'static str),
+        Connect(&'static str, bool),
+    }
+
+    fn summarize(decision: &Decision) -> Expect {
+        match decision {
+            Decision::Reject(refusal) => Expect::Reject(refusal.response().status().as_u16()),
+            Decision::LocalPage { path } => Expect::Local(Box::leak(path.clone().into_boxed_str())),
+            Decision::HstsUpgrade { location } => {
+                Expect::Upgrade(Box::leak(location.to_string().into_boxed_str()))
+            }
+            Decision::Forward(target) => Expect::Forward(Box::leak(target.url().into_boxed_str())),
+            Decision::Connect(t) => {
+                Expect::Connect(Box::leak(t.host.clone().into_boxed_str()), t.passthrough)
+            }
+        }
+    }
+
+    /// name, `--auth` set, ingress, method, target, headers, expected decision.
+    type Row<'a> = (
+        &'a str,
+        bool,
+        Ingress,
+        &'a str,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        Expect,
+    );
+
+    fn request(method: &str, uri: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut builder = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn one_decision_per_rule_in_pipeline_order() {
+        let good = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("alice:s3cret")
+        );
+        let bad = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("alice:wrong")
+        );
+        let long = format!("http://a.test/{}", "x".repeat(80));
+        let via = "1.1 strictproxy-0000abcd";
+        #[rustfmt::skip]
+        let rows: Vec<Row> = vec![
+            // 1. Admission (RFC 9110 §11.7.1): 407 without or with wrong credentials.
+            ("auth missing", true, listener(), "GET", "http://a.test/", vec![], Expect::Reject(407)),
+            ("auth wrong", true, listener(), "GET", "http://a.test/", vec![("proxy-authorization", &bad)], Expect::Reject(407)),
+            ("auth good", true, listener(), "GET", "http://a.test/", vec![("proxy-authorization", &good)], Expect::Forward("http://a.test/")),
+            ("CONNECT auth missing", true, listener(), "CONNECT", "a.test:443", vec![], Expect::Reject(407)),
+            // Requests inside a tunnel were admitted with their CONNECT.
+            ("tunnel needs no auth", true, tunnel(true), "GET", "/", vec![], Expect::Forward("https://known.test:443/")),
+            // 2. Target.
+            ("URI too long", false, listener(), "GET", &long, vec![], Expect::Reject(414)),
+            // RFC 9112 §3.2.2: a proxy gets absolute form.
+            ("not absolute", false, listener(), "GET", "/path", vec![("host", "a.test")], Expect::Reject(400)),
+            ("local page by Host", false, listener(), "GET", "/ca.pem", vec![("host", "strictproxy.local")], Expect::Local("/ca.pem")),
+            ("bad scheme", false, listener(), "GET", "ftp://a.test/", vec![], Expect::Reject(400)),
+            ("bad port", false, listener(), "GET", "http://a.test:99999/", vec![], Expect::Reject(400)),
+            // 3. Loops (RFC 9110 §7.6.3 Via; RFC 5842 §7.2 508).
+            ("Via names this proxy", false, listener(), "GET", "http://a.test/", vec![("via", via)], Expect::Reject(508)),
+            ("own address", false, listener(), "GET", "http://127.0.0.1:8080/", vec![], Expect::Reject(508)),
+            ("own address by localhost", false, listener(), "GET", "http://localhost:8080/", vec![], Expect::Reject(508)),
+            ("own address by --resolve", false, listener(), "GET", "http://loop.test:8080/", vec![], Expect::Reject(508)),
+            // 4. Local pages by name.
+            ("local page by name", false, listener(), "GET", "http://strictproxy.local/", vec![], Expect::Local("/")),
+            // 5. HSTS (RFC 6797 §8.3): plain HTTP to a known host is upgraded, never sent.
+            ("HSTS upgrade", false, listener(), "GET", "http://known.test/p?q", vec![], Expect::Upgrade("https://known.test/p?q")),
+            ("HSTS upgrade keeps the port", false, listener(), "GET", "http://known.test:8081/", vec![], Expect::Upgrade("https://known.test:8081/")),
+            ("HSTS upgrade inside a plain tunnel", false, tunnel(false), "GET", "/", vec![], Expect::Upgrade("https://known.test:443/")),
+            // 6. Forward.
+            ("secure to a known host", false, tunnel(true), "GET", "/", vec![], Expect::Forward("https://known.test:443/")),
+            ("plain to an unknown host", false, listener(), "POST", "http://a.test/form", vec![], Expect::Forward("http://a.test/form")),
+            // CONNECT (RFC 9110 §9.3.6).
+            ("CONNECT intercepted", false, listener(), "CONNECT", "a.test:443", vec![], Expect::Connect("a.test", false)),
+            ("CONNECT passthrough", false, listener(), "CONNECT", "x.pinned.test:443", vec![], Expect::Connect("x.pinned.test", true)),
+            ("CONNECT without a port", false, listener(), "CONNECT", "a.test", vec![], Expect::Reject(400)),
+            ("CONNECT to this proxy", false, listener(), "CONNECT", "127.0.0.1:8080", vec![], Expect::Reject(508)),
+        ];
+        let hsts = |host: &str| host == "known.test";
+        for (name, auth, ingress, method, uri, headers, expected) in rows {
+            let req = request(method, uri, &headers);
+            let routed = route(&ingress, &req, &hsts, &policy(auth));
+            assert_eq!(summarize(&routed.decision), expected, "{name}");
+            assert!(!routed.url.is_empty(), "{name}: the log gets a URL");
+        }
+    }
+
+    #[test]
+    fn a_uri_too_long_is_logged_with_its_url() {
+        let long = format!("http://a.test/{}", "x".repeat(80));
+        let routed = route(
+            &listener(),
+            &request("GET", &long, &[]),
+            &|_| false,
+            &policy(false),
+        );
+        assert_eq!(routed.url, long);
+    }
+}
