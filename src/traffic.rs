@@ -325,37 +325,10 @@ impl TrafficLog {
 /// holds full URLs and tokens in query strings), and an existing one that others may read gets
 /// one warning, since its mode is the operator's to change.
 fn open_append_std(path: &Path) -> io::Result<std::fs::File> {
-    let file = private_append_options().open(path)?;
-    warn_if_readable_by_others(path, &file);
-    Ok(file)
-}
-
-fn private_append_options() -> std::fs::OpenOptions {
-    let mut options = std::fs::OpenOptions::new();
-    options.append(true).create(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options
-}
-
-fn warn_if_readable_by_others(path: &Path, file: &std::fs::File) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = file.metadata() {
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                tracing::warn!(
-                    path = %path.display(),
-                    "traffic log {} is readable by other users (mode {mode:o}); it holds full \
-                     URLs and maybe tokens: chmod 600 it",
-                    path.display()
-                );
-            }
-        }
+    if let Some(warning) = crate::private_file::warn_if_exposed(path) {
+        tracing::warn!("traffic log: {warning}");
     }
-    #[cfg(not(unix))]
-    let _ = (path, file);
+    crate::private_file::open_private_append(path)
 }
 
 /// The background writer: owns the file, and the state of its failures.
@@ -541,9 +514,13 @@ impl Writer {
     }
 
     async fn open_path(&self) -> io::Result<File> {
-        tokio::fs::OpenOptions::from(private_append_options())
-            .open(&self.path)
+        let path = self.path.clone();
+        match tokio::task::spawn_blocking(move || crate::private_file::open_private_append(&path))
             .await
+        {
+            Ok(opened) => opened.map(File::from_std),
+            Err(join) => Err(io::Error::other(join)),
+        }
     }
 
     fn warn_dropped(&mut self) {

@@ -84,10 +84,8 @@ pub fn check(
         return Err(Refusal::CrossSite(site.unwrap_or_default()));
     }
     let reads = [Method::GET, Method::HEAD, Method::OPTIONS];
-    if !reads.contains(method)
-        && !is_json(headers)
-        && !(method == Method::DELETE && !has_body(headers))
-    {
+    let bodiless_delete = method == Method::DELETE && !has_body(headers);
+    if !reads.contains(method) && !bodiless_delete && !is_json(headers) {
         return Err(Refusal::NotJson(method.clone()));
     }
     Ok(())

@@ -49,6 +49,11 @@ pub fn lessons(info: &LabInfo) -> String {
         ));
     }
     line("");
+    if let Some(admin) = info.admin {
+        line(&format!(
+            "  web console      http://{admin}/   (open it in a browser: live traffic, findings, HSTS store)"
+        ));
+    }
     line(&format!(
         "  lab proxy        http://{}   (--redirect-policy log)",
         info.proxy
@@ -276,5 +281,9 @@ mod tests {
         assert!(text.contains("127.0.0.1:8080 is already in use"), "{text}");
         assert!(text.contains("curl -x http://127.0.0.1:45555 "), "{text}");
         assert!(text.contains("$ curl --noproxy '*' http://127.0.0.1:8081/hsts/hsts.lab.test"));
+        assert!(
+            text.contains("web console      http://127.0.0.1:8081/"),
+            "{text}"
+        );
     }
 }
