@@ -81,7 +81,7 @@ enum Command {
         #[command(flatten)]
         flags: FlagSet<HstsFlags>,
     },
-    /// Summarize a traffic log (counts, findings, STS senders); optionally write HAR 1.2
+    /// Summarize a traffic log (counts, findings, STS senders); HAR 1.2, JUnit, a CI gate
     Report {
         /// The traffic log (JSON lines)
         file: PathBuf,
