@@ -473,8 +473,8 @@ fn hsts_import(
     out: &mut impl Write,
 ) -> Result<()> {
     use strictproxy::hsts::{interop, store::now_unix};
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let imported = interop::import(&text, format, now_unix())
         .with_context(|| format!("{} ({format}): nothing imported", file.display()))?;
     let learned = import_as == ImportAs::Learned;

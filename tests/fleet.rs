@@ -396,7 +396,9 @@ async fn the_script_applies_the_store_rules_atomically() {
     let script = strictproxy::hsts::fleet::script::apply_script();
     // (op, includeSubDomains, max_age s, observed this many ms ago)
     type Write = (&'static str, bool, u64, u64);
-    let rows: &[(&str, &[Write], Option<(&str, &str)>)] = &[
+    // (case, the writes in order, the (kind, includeSubDomains) left in Redis, if any)
+    type Row<'a> = (&'a str, &'a [Write], Option<(&'a str, &'a str)>);
+    let rows: &[Row] = &[
         // RFC 6797 §8.1.1: a newer observation replaces the entry ...
         (
             "newer learned wins",
