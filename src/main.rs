@@ -408,7 +408,11 @@ fn hsts_command(config: &Config, action: HstsAction) -> Result<ExitCode> {
         }
         HstsAction::Query { host } => {
             let host = domain_of(&host)?;
-            let value = strictproxy::admin::host_status(store.as_ref(), &host);
+            let value = strictproxy::admin::host_status(
+                store.as_ref(),
+                &strictproxy::hsts::exempt::Exemptions::new(&config.hsts_exempt),
+                &host,
+            );
             writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
         }
         HstsAction::Add {
@@ -513,7 +517,11 @@ async fn hsts_shared_command(config: &Config, action: HstsAction) -> Result<Exit
         }
         HstsAction::Query { host } => {
             let host = domain_of(&host)?;
-            let value = strictproxy::admin::host_status(store.as_ref(), &host);
+            let value = strictproxy::admin::host_status(
+                store.as_ref(),
+                &strictproxy::hsts::exempt::Exemptions::new(&config.hsts_exempt),
+                &host,
+            );
             writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
             ExitCode::SUCCESS
         }

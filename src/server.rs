@@ -291,6 +291,7 @@ fn admin_context(shared: &Arc<Shared>, addr: SocketAddr) -> crate::admin::AdminC
     crate::admin::AdminContext {
         addr,
         hsts: shared.hsts.clone(),
+        exemptions: shared.policy.exemptions.clone(),
         metrics: Arc::new(move || {
             let s = &metrics_source;
             let leaves = s.interceptor.leaf_cache();

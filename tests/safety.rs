@@ -289,6 +289,26 @@ async fn an_operator_exemption_is_the_only_way_out_of_hsts() {
         ["hsts_exempt", "hsts_internal_redirect"],
         "{records:?}"
     );
+    // The admin API says why the exempted host is not enforced although an entry covers it.
+    let status_of = |host: &'static str| async move {
+        reqwest::get(format!("http://{admin}/hsts/{host}"))
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    let exempted = status_of("printer.test").await;
+    assert_eq!(exempted["enforced"], false, "{exempted}");
+    assert_eq!(exempted["exempt"], "printer.test", "{exempted}");
+    assert!(exempted["entry"].is_object(), "{exempted}");
+    assert!(
+        exempted["reason"].as_str().unwrap().contains("--hsts-exempt"),
+        "{exempted}"
+    );
+    let known = status_of("known.test").await;
+    assert_eq!(known["enforced"], true, "{known}");
+    assert!(known.get("exempt").is_none(), "{known}");
 }
 
 /// A network namespace with a veth pair to this one, its own addresses only (198.18.0.0/15,

@@ -2,6 +2,7 @@
 //! the exchange ring and the findings tally, metrics and the CA.
 
 use super::{error, json_response, with_type, AdminBody, AdminContext};
+use crate::hsts::exempt::Exemptions;
 use crate::hsts::host::normalize_host;
 use crate::hsts::interop;
 use crate::hsts::store::{now_unix, HstsStore, StoredEntry};
@@ -81,7 +82,7 @@ pub async fn route(ctx: &AdminContext, req: Request<Incoming>, path: &str) -> Re
                 );
             };
             match method {
-                Method::GET => json_response(StatusCode::OK, &host_status(ctx.hsts.as_ref(), &host)),
+                Method::GET => json_response(StatusCode::OK, &host_status(ctx.hsts.as_ref(), &ctx.exemptions, &host)),
                 Method::PUT => put_entry(ctx, &host, req).await,
                 Method::DELETE => {
                     if ctx.hsts.remove(&host) {
@@ -108,9 +109,21 @@ pub async fn route(ctx: &AdminContext, req: Request<Incoming>, path: &str) -> Re
 
 /// `{"host", "enforced", "entry"}` for a normalized host: what `GET /hsts/{host}` and
 /// `strictproxy hsts query` print. `entry` is the one that decided, maybe a superdomain's.
-pub fn host_status(store: &dyn HstsStore, host: &str) -> serde_json::Value {
+/// What `GET /hsts/{host}` and `strictproxy hsts query` answer: whether the proxy upgrades
+/// `host`, the entry that decides it (maybe a superdomain's), and, for a host the operator
+/// exempted with `--hsts-exempt`, why it is not enforced although an entry covers it.
+pub fn host_status(store: &dyn HstsStore, exemptions: &Exemptions, host: &str) -> serde_json::Value {
     let entry = store.lookup(host);
-    json!({"host": host, "enforced": entry.is_some(), "entry": entry})
+    match exemptions.matches(host) {
+        Some(pattern) => json!({
+            "host": host,
+            "enforced": false,
+            "entry": entry,
+            "exempt": pattern,
+            "reason": format!("exempted by the operator (--hsts-exempt {pattern}): never upgraded to https"),
+        }),
+        None => json!({"host": host, "enforced": entry.is_some(), "entry": entry}),
+    }
 }
 
 /// `GET /hsts`: the whole array as always; a page when asked for one (the console's list);

@@ -60,6 +60,9 @@ pub struct AdminContext {
     /// only Host and Origin it answers.
     pub addr: SocketAddr,
     pub hsts: Arc<dyn HstsStore>,
+    /// The operator's `--hsts-exempt` patterns, so `/hsts/{host}` can say why a host is not
+    /// enforced.
+    pub exemptions: crate::hsts::exempt::Exemptions,
     pub metrics: RenderMetrics,
     pub ca: CaMaterial,
     /// The ring of recent exchanges and their broadcast.
