@@ -25,8 +25,7 @@
 # A direct connection has no proxy process to count, so it has no row: the figures are the
 # proxy's own cost per request.
 #
-# Needs nginx, curl, openssl, valgrind (bench/setup.sh installs the first three; valgrind:
-# apt-get install valgrind). Loopback only; no name is looked up (`resolve` in the config).
+# Needs nginx, curl, openssl and valgrind (bench/setup.sh installs them). Loopback only; no name is looked up (`resolve` in the config).
 # STRICTPROXY_BIN overrides the binary (then nothing is built).
 set -euo pipefail
 

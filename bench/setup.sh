@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/setup.sh — installs what bench/run.sh needs and builds it, on Debian/Ubuntu:
 # nginx (the origin), wrk (plain-HTTP load), openssl and curl (test CA, smoke checks),
-# util-linux (taskset), then the proxy in release mode and the load client in bench/loadgen.
+# util-linux (taskset), valgrind (bench/callgrind.sh), then the proxy in release mode and
+# the load client in bench/loadgen.
 # Run it once from a fresh clone; it needs root (or sudo) for apt-get.
 set -euo pipefail
 
@@ -10,7 +11,7 @@ ROOT=$(dirname "$BENCH")
 
 SUDO=()
 [[ $(id -u) == 0 ]] || SUDO=(sudo)
-PACKAGES=(nginx-light wrk openssl curl util-linux procps)
+PACKAGES=(nginx-light wrk openssl curl util-linux procps valgrind)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
