@@ -17,6 +17,7 @@ pub mod finding;
 pub mod hsts;
 pub mod install_guide;
 pub mod lab;
+pub mod log_writer;
 pub mod metrics;
 pub mod private_file;
 pub mod proxy;

@@ -183,7 +183,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         None => {
             let config = Config::load(top.config.as_deref(), &top.overrides)?;
-            init_logging(config.log_format);
+            // Declared before the runtime, so dropped after it: the last lines get written.
+            let _log = init_logging(config.log_format);
             let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
             runtime.block_on(serve(config))?;
             Ok(ExitCode::SUCCESS)
@@ -229,7 +230,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Some(Command::Lab { flags }) => {
             let config = load(top, flags)?;
-            init_logging(config.log_format);
+            let _log = init_logging(config.log_format);
             let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
             runtime.block_on(strictproxy::lab::run(config))?;
             Ok(ExitCode::SUCCESS)
@@ -237,13 +238,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Sets up the console log on stderr. The per-exchange info lines are buffered and written
+/// at most every 100 ms by a thread of their own (no write system call per request);
+/// warnings and errors are written at once. The guard writes what is left when dropped.
+fn init_logging(format: LogFormat) -> strictproxy::log_writer::FlushGuard {
     use tracing_subscriber::EnvFilter;
     // RUST_LOG wins; otherwise one line per exchange and every finding.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = strictproxy::log_writer::BufferedConsole::stderr();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder
@@ -252,6 +257,7 @@ fn init_logging(format: LogFormat) {
             .compact()
             .init(),
     }
+    guard
 }
 
 async fn serve(config: Config) -> Result<()> {
