@@ -20,6 +20,7 @@ pub mod guard;
 pub mod headers;
 pub mod idle;
 pub mod listener;
+pub mod outcome;
 pub mod pages;
 pub mod pipeline;
 pub mod prefixed;
