@@ -25,7 +25,8 @@
 # A direct connection has no proxy process to count, so it has no row: the figures are the
 # proxy's own cost per request.
 #
-# Needs nginx, curl, openssl and valgrind (bench/setup.sh installs them). Loopback only; no name is looked up (`resolve` in the config).
+# Needs nginx, curl, openssl and valgrind (bench/setup.sh installs them). Loopback only; no
+# name is looked up (`resolve` in the config).
 # STRICTPROXY_BIN overrides the binary (then nothing is built).
 set -euo pipefail
 
@@ -202,7 +203,7 @@ done
 
 commas() { sed -e ':a' -e 's/\B[0-9]\{3\}\>/,&/' -e 'ta' <<<"$1"; }
 echo
-echo "Instructions per request (callgrind Ir, user space, proxy process; ($LARGE − $SMALL runs) / $((LARGE - SMALL)); $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+echo "Instructions per request (callgrind Ir, user space, proxy process; ($LARGE − $SMALL runs) / $((LARGE - SMALL)); $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?'))"
 echo
 echo "| request | instructions/request |"
 echo "|---|---:|"
