@@ -9,7 +9,7 @@
 #     instructions per request = (Ir(1300) − Ir(300)) / 1000
 #
 # where Ir is callgrind's count of user-space instructions executed by the proxy (every
-# thread, the kernel not included). Repeatable to about ±1 %.
+# thread, the kernel not included). Repeatable to 0.1 % (HTTP/2: a few per cent).
 #
 #   bench/callgrind.sh                  every scenario, one Markdown table on stdout
 #   options: --only plain,warn,h1,h2    a subset
