@@ -303,7 +303,10 @@ async fn an_operator_exemption_is_the_only_way_out_of_hsts() {
     assert_eq!(exempted["exempt"], "printer.test", "{exempted}");
     assert!(exempted["entry"].is_object(), "{exempted}");
     assert!(
-        exempted["reason"].as_str().unwrap().contains("--hsts-exempt"),
+        exempted["reason"]
+            .as_str()
+            .unwrap()
+            .contains("--hsts-exempt"),
         "{exempted}"
     );
     let known = status_of("known.test").await;

@@ -112,7 +112,11 @@ pub async fn route(ctx: &AdminContext, req: Request<Incoming>, path: &str) -> Re
 /// What `GET /hsts/{host}` and `strictproxy hsts query` answer: whether the proxy upgrades
 /// `host`, the entry that decides it (maybe a superdomain's), and, for a host the operator
 /// exempted with `--hsts-exempt`, why it is not enforced although an entry covers it.
-pub fn host_status(store: &dyn HstsStore, exemptions: &Exemptions, host: &str) -> serde_json::Value {
+pub fn host_status(
+    store: &dyn HstsStore,
+    exemptions: &Exemptions,
+    host: &str,
+) -> serde_json::Value {
     let entry = store.lookup(host);
     match exemptions.matches(host) {
         Some(pattern) => json!({
