@@ -681,6 +681,52 @@ async fn a_stalled_request_head_is_cut_at_the_header_timeout_on_any_request() {
 }
 
 #[tokio::test]
+async fn inside_an_intercepted_tunnel_idle_waits_are_kept_and_stalled_heads_are_cut() {
+    let ca = TestCa::new();
+    let origin = Origin::https_h1(&ca).await;
+    let toml = "header_read_timeout_secs = 1\nidle_timeout_secs = 30\n";
+    let proxy = start_with_toml(Some(&ca), toml, |_| {}).await;
+    let authority = format!("secure.test:{}", origin.port());
+    let stream = open_tunnel(proxy.addr(), &authority).await;
+    let connector = tokio_rustls::TlsConnector::from(trusting_proxy(&proxy, true, &[b"http/1.1"]));
+    let tls = connector
+        .connect("secure.test".try_into().unwrap(), stream)
+        .await
+        .unwrap();
+    let mut conn = hostile::RawConn::new(tls);
+    let request = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+    for path in ["/first", "/after-idle"] {
+        conn.stream
+            .write_all(request(path).as_bytes())
+            .await
+            .unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(5), conn.read_response("GET"))
+            .await
+            .expect("no response within 5 s")
+            .expect("the tunnel closed instead of answering");
+        assert_eq!(response.status, 200, "{path}");
+        // Twice the header timeout before the next request: idle, not slow.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    assert_eq!(origin.count("/after-idle"), 1);
+    conn.stream
+        .write_all(format!("GET /stalled HTTP/1.1\r\nHost: {authority}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let start = Instant::now();
+    assert!(
+        conn.closed_within(Duration::from_secs(10)).await,
+        "a stalled head inside the tunnel kept its connection"
+    );
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(4),
+        "closed after {elapsed:?}, expected about 1 s"
+    );
+    assert_eq!(origin.count("/stalled"), 0);
+}
+
+#[tokio::test]
 async fn a_keep_alive_connection_idle_past_the_idle_timeout_is_closed() {
     let origin = Origin::http().await;
     let toml = "header_read_timeout_secs = 1\nidle_timeout_secs = 2\n";
