@@ -65,7 +65,7 @@ impl HeadWatch {
     /// Returns `response` so that the connection waits for its next head once the body has
     /// been sent (or dropped). A response that upgrades the connection (`101`, or a `2xx`
     /// to CONNECT) turns the guard off: the bytes after it are no request heads.
-    pub fn track<B>(&self, method: &Method, response: Response<B>) -> Response<Tracked<B>> {
+    pub fn track<B>(self, method: &Method, response: Response<B>) -> Response<Tracked<B>> {
         let status = response.status();
         let upgrades = status == StatusCode::SWITCHING_PROTOCOLS
             || (method == Method::CONNECT && status.is_success());
@@ -73,7 +73,7 @@ impl HeadWatch {
             self.0.store(OFF, Ordering::Release);
             None
         } else {
-            Some(self.clone())
+            Some(self)
         };
         response.map(|inner| Tracked { inner, watch })
     }
@@ -317,7 +317,9 @@ mod tests {
         let mut buf = [0u8; 64];
         assert!(io.read(&mut buf).await.unwrap() > 0);
         watch.head_received(Version::HTTP_11);
-        let response = watch.track(&Method::GET, Response::new(Full::new(Bytes::from("ok"))));
+        let response = watch
+            .clone()
+            .track(&Method::GET, Response::new(Full::new(Bytes::from("ok"))));
         response.into_body().collect().await.unwrap();
         // Idle for a minute: no deadline runs between requests.
         let idle = tokio::time::timeout(Duration::from_secs(60), io.read(&mut buf)).await;
@@ -343,7 +345,11 @@ mod tests {
             .unwrap();
         assert!(io.read(&mut buf).await.unwrap() > 0);
         watch.head_received(Version::HTTP_11);
-        drop(watch.track(&Method::CONNECT, Response::new(Full::new(Bytes::new()))));
+        drop(
+            watch
+                .clone()
+                .track(&Method::CONNECT, Response::new(Full::new(Bytes::new()))),
+        );
         b.write_all(b"\x16\x03\x01").await.unwrap();
         assert!(io.read(&mut buf).await.unwrap() > 0);
         let idle = tokio::time::timeout(Duration::from_secs(60), io.read(&mut buf)).await;
