@@ -22,6 +22,7 @@ pub mod head_timeout;
 pub mod headers;
 pub mod idle;
 pub mod listener;
+pub mod outcome;
 pub mod pages;
 pub mod pipeline;
 pub mod prefixed;

@@ -18,10 +18,10 @@ use crate::proxy::body::{self, ClientBodyState, Counted, FromClient, Observed, P
 use crate::proxy::errors::Culprit;
 use crate::proxy::exchange::Exchange;
 use crate::proxy::headers::{append_via, is_websocket_upgrade, strip_hop_by_hop};
+use crate::proxy::outcome::{check_response_head, response_within, ForwardError};
 use crate::proxy::route::{self, Decision, Ingress, Refusal};
 use crate::proxy::state::Shared;
 use crate::proxy::target::Target;
-use crate::proxy::upstream::{check_response_head, response_within, ForwardError};
 use crate::proxy::{errors, pages, respond};
 use crate::redirect;
 use crate::traffic::Action;

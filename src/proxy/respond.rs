@@ -86,7 +86,7 @@ pub fn forbidden(reason: &str) -> Response<ProxyBody> {
 /// next request, RFC 9112 §7.1, §9.6); an upstream too slow is a `504` (a connect, handshake
 /// or response head past its timeout); any other upstream failure a `502`. Each names the
 /// host and the cause.
-pub fn forward_failed(err: &crate::proxy::upstream::ForwardError) -> Response<ProxyBody> {
+pub fn forward_failed(err: &crate::proxy::outcome::ForwardError) -> Response<ProxyBody> {
     use crate::proxy::errors::Culprit;
     if err.is_forbidden() {
         return forbidden(&err.to_string());
@@ -186,7 +186,7 @@ mod tests {
     #[test]
     fn forward_failures_by_culprit() {
         use crate::proxy::body::ClientBodyError;
-        use crate::proxy::upstream::{ForwardError, HeadProblem};
+        use crate::proxy::outcome::{ForwardError, HeadProblem};
         // (error, status, closes the client connection)
         let rows = [
             // RFC 9112 §7.1: the client's framing error is the client's: 400, then close.
