@@ -6,9 +6,9 @@
 //! idle timeout ([`crate::proxy::idle`]).
 //!
 //! The I/O wrapper and the service share a [`HeadWatch`]: the wrapper arms the deadline on
-//! the first byte read while no request is in flight (a new connection is armed from the
-//! start, so one that never sends a byte is cut as before); the service disarms it when hyper
-//! has parsed a head ([`HeadWatch::head_received`]), and the response body's end makes the
+//! the first byte read while no request is in flight (a new connection too: one that never
+//! sends a byte is the idle timeout's, as it was under hyper-util's version sniffing, which
+//! runs no timer); the service disarms it when hyper has parsed a head ([`HeadWatch::head_received`]), and the response body's end makes the
 //! connection wait again ([`HeadWatch::track`]). HTTP/2 (its preface) and upgraded
 //! connections (CONNECT, `101`) turn the guard off: they are bounded by the idle timeout.
 //!
@@ -157,9 +157,9 @@ pin_project! {
 }
 
 impl<I> HeadTimeout<I> {
-    /// Wraps a new connection, armed from now: its first head is due within `timeout`.
+    /// Wraps a new connection; its first byte arms the deadline for its first head.
     pub fn new(inner: I, timeout: Duration) -> (Self, HeadWatch) {
-        let watch = HeadWatch(Arc::new(AtomicU8::new(READING)));
+        let watch = HeadWatch(Arc::new(AtomicU8::new(WAITING)));
         let wrapper = HeadTimeout {
             inner,
             watch: watch.clone(),
@@ -302,9 +302,16 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_silent_new_connection_times_out() {
-        let (a, _b) = tokio::io::duplex(64);
+    async fn a_first_head_is_timed_from_its_first_byte() {
+        let (a, mut b) = tokio::io::duplex(64);
         let (mut io, _watch) = HeadTimeout::new(a, SECOND);
+        let mut buf = [0u8; 64];
+        let silent = tokio::time::timeout(Duration::from_secs(60), io.read(&mut buf)).await;
+        assert!(
+            silent.is_err(),
+            "a silent new connection was cut by the head guard"
+        );
+        b.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
         assert_eq!(time_to_failure(&mut io).await, SECOND);
     }
 
