@@ -154,6 +154,16 @@ enum HstsAction {
     },
 }
 
+impl HstsAction {
+    /// Whether the action writes to the store (so the store file must be saved after it).
+    fn changes_the_store(&self) -> bool {
+        matches!(
+            self,
+            HstsAction::Add { .. } | HstsAction::Delete { .. } | HstsAction::Import { .. }
+        )
+    }
+}
+
 /// What `hsts import` makes of each entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum ImportAs {
@@ -398,6 +408,20 @@ fn hsts_command(config: &Config, action: HstsAction) -> Result<ExitCode> {
         bail!("the hsts subcommands work on a store file: pass --hsts-store FILE (or set hsts_store in the config)");
     };
     let store = strictproxy::hsts::load::load_hsts(config)?;
+    let changes = action.changes_the_store();
+    let code = hsts_action(config, store.as_ref(), action)?;
+    if changes && code == ExitCode::SUCCESS {
+        persist::save_atomic(path, &store.dynamic_entries())?;
+    }
+    Ok(code)
+}
+
+/// One `hsts` action on a store, whichever backs it (the store file or the shared store).
+fn hsts_action(
+    config: &Config,
+    store: &dyn strictproxy::hsts::store::HstsStore,
+    action: HstsAction,
+) -> Result<ExitCode> {
     let domain_of = |raw: &str| -> Result<String> {
         normalize_host(raw)
             .map(|h| h.into_owned())
@@ -415,7 +439,7 @@ fn hsts_command(config: &Config, action: HstsAction) -> Result<ExitCode> {
         HstsAction::Query { host } => {
             let host = domain_of(&host)?;
             let value = strictproxy::admin::host_status(
-                store.as_ref(),
+                store,
                 &strictproxy::hsts::exempt::Exemptions::new(&config.hsts_exempt),
                 &host,
             );
@@ -428,7 +452,6 @@ fn hsts_command(config: &Config, action: HstsAction) -> Result<ExitCode> {
         } => {
             let domain = domain_of(&domain)?;
             let entry = store.add_manual(&domain, include_subdomains, max_age)?;
-            persist::save_atomic(path, &store.dynamic_entries())?;
             writeln!(out, "{}", serde_json::to_string_pretty(&entry)?)?;
         }
         HstsAction::Delete { domain } => {
@@ -437,20 +460,16 @@ fn hsts_command(config: &Config, action: HstsAction) -> Result<ExitCode> {
                 eprintln!("strictproxy: no learned or manual HSTS entry for {domain}");
                 return Ok(ExitCode::from(1));
             }
-            persist::save_atomic(path, &store.dynamic_entries())?;
             writeln!(out, "deleted {domain}")?;
         }
         HstsAction::Export { format, output } => {
-            hsts_export(store.as_ref(), format, output.as_deref(), &mut out)?
+            hsts_export(store, format, output.as_deref(), &mut out)?
         }
         HstsAction::Import {
             format,
             file,
             import_as,
-        } => {
-            hsts_import(store.as_ref(), format, &file, import_as, &mut out)?;
-            persist::save_atomic(path, &store.dynamic_entries())?;
-        }
+        } => hsts_import(store, format, &file, import_as, &mut out)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -506,64 +525,7 @@ fn hsts_import(
 /// directly; every running instance hears the change.
 async fn hsts_shared_command(config: &Config, action: HstsAction) -> Result<ExitCode> {
     let (store, fleet) = strictproxy::hsts::fleet::open_shared_store(config).await?;
-    let domain_of = |raw: &str| -> Result<String> {
-        normalize_host(raw)
-            .map(|h| h.into_owned())
-            .with_context(|| format!("`{raw}` is not a valid host name"))
-    };
-    let mut out = std::io::stdout().lock();
-    let code = match action {
-        HstsAction::List => {
-            writeln!(
-                out,
-                "{}",
-                serde_json::to_string_pretty(&store.dynamic_entries())?
-            )?;
-            ExitCode::SUCCESS
-        }
-        HstsAction::Query { host } => {
-            let host = domain_of(&host)?;
-            let value = strictproxy::admin::host_status(
-                store.as_ref(),
-                &strictproxy::hsts::exempt::Exemptions::new(&config.hsts_exempt),
-                &host,
-            );
-            writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
-            ExitCode::SUCCESS
-        }
-        HstsAction::Add {
-            domain,
-            include_subdomains,
-            max_age,
-        } => {
-            let domain = domain_of(&domain)?;
-            let entry = store.add_manual(&domain, include_subdomains, max_age)?;
-            writeln!(out, "{}", serde_json::to_string_pretty(&entry)?)?;
-            ExitCode::SUCCESS
-        }
-        HstsAction::Delete { domain } => {
-            let domain = domain_of(&domain)?;
-            if store.remove(&domain) {
-                writeln!(out, "deleted {domain}")?;
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("strictproxy: no learned or manual HSTS entry for {domain}");
-                ExitCode::from(1)
-            }
-        }
-        HstsAction::Export { format, output } => {
-            hsts_export(store.as_ref(), format, output.as_deref(), &mut out)?;
-            ExitCode::SUCCESS
-        }
-        HstsAction::Import {
-            format,
-            file,
-            import_as,
-        } => {
-            hsts_import(store.as_ref(), format, &file, import_as, &mut out)?;
-            ExitCode::SUCCESS
-        }
-    };
+    let code = hsts_action(config, store.as_ref(), action)?;
     if !fleet.flush(std::time::Duration::from_secs(5)).await {
         bail!(strictproxy::hsts::fleet::FleetError::NotWritten(
             fleet.shown_url().to_string()

@@ -119,7 +119,9 @@ fn server_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout)
+        // hyper's timer also runs while a keep-alive connection waits for its next request;
+        // `proxy::head_timeout` guards each head from its first byte instead.
+        .header_read_timeout(None)
         .keep_alive(true)
         // hyper refuses buffers under 8 KiB; past this size a request head gets 431.
         .max_buf_size(config.max_header_bytes.max(8192));

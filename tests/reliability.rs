@@ -600,6 +600,149 @@ async fn a_slowloris_client_is_closed_after_the_header_read_timeout() {
     still_serves(&proxy).await;
 }
 
+/// Sends `GET url` on a keep-alive connection through the proxy and reads its response.
+async fn keep_alive_get(conn: &mut hostile::RawConn<TcpStream>, url: &str) -> hostile::RawResponse {
+    conn.stream
+        .write_all(hostile::get(url).as_bytes())
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), conn.read_response("GET"))
+        .await
+        .expect("no response within 5 s")
+        .expect("the proxy closed the connection instead of answering")
+}
+
+#[tokio::test]
+async fn a_keep_alive_client_idle_past_the_header_timeout_keeps_its_connection() {
+    let origin = Origin::http().await;
+    let toml = "header_read_timeout_secs = 1\nidle_timeout_secs = 30\n";
+    let proxy = start_with_toml(None, toml, |_| {}).await;
+    let base = format!("http://origin.test:{}", origin.port());
+    let mut conn = hostile::RawConn::new(TcpStream::connect(proxy.addr()).await.unwrap());
+    assert_eq!(
+        keep_alive_get(&mut conn, &format!("{base}/first"))
+            .await
+            .status,
+        200
+    );
+    // Twice the header timeout between requests: that wait is the idle timeout's to judge.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let second = keep_alive_get(&mut conn, &format!("{base}/second")).await;
+    assert_eq!(second.status, 200);
+    assert_eq!(origin.count("/second"), 1);
+}
+
+#[tokio::test]
+async fn a_stalled_request_head_is_cut_at_the_header_timeout_on_any_request() {
+    let origin = Origin::http().await;
+    let toml = "header_read_timeout_secs = 1\nidle_timeout_secs = 30\n";
+    let proxy = start_with_toml(None, toml, |_| {}).await;
+    let base = format!("http://origin.test:{}", origin.port());
+    let partial = format!("GET {base}/stalled HTTP/1.1\r\nHost: origin.test\r\n");
+    let expect_cut = |what: &str, elapsed: Duration| {
+        assert!(
+            elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(4),
+            "{what}: closed after {elapsed:?}, expected about 1 s"
+        );
+    };
+
+    // The first request of a connection: half a head, then silence.
+    let mut first = TcpStream::connect(proxy.addr()).await.unwrap();
+    first.write_all(partial.as_bytes()).await.unwrap();
+    let start = Instant::now();
+    let rest = read_until_closed(&mut first, Duration::from_secs(10)).await;
+    assert!(rest.is_some(), "a stalled first head kept its connection");
+    expect_cut("first request", start.elapsed());
+
+    // A later request on a keep-alive connection, begun after an idle wait longer than the
+    // header timeout: the guard arms on that request's first byte, not when the wait began.
+    let mut conn = hostile::RawConn::new(TcpStream::connect(proxy.addr()).await.unwrap());
+    assert_eq!(
+        keep_alive_get(&mut conn, &format!("{base}/first"))
+            .await
+            .status,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    conn.stream.write_all(partial.as_bytes()).await.unwrap();
+    let start = Instant::now();
+    let rest = read_until_closed(&mut conn.stream, Duration::from_secs(10)).await;
+    assert!(rest.is_some(), "a stalled second head kept its connection");
+    expect_cut("second request", start.elapsed());
+    assert_eq!(origin.count("/stalled"), 0);
+    still_serves(&proxy).await;
+}
+
+#[tokio::test]
+async fn inside_an_intercepted_tunnel_idle_waits_are_kept_and_stalled_heads_are_cut() {
+    let ca = TestCa::new();
+    let origin = Origin::https_h1(&ca).await;
+    let toml = "header_read_timeout_secs = 1\nidle_timeout_secs = 30\n";
+    let proxy = start_with_toml(Some(&ca), toml, |_| {}).await;
+    let authority = format!("secure.test:{}", origin.port());
+    let stream = open_tunnel(proxy.addr(), &authority).await;
+    let connector = tokio_rustls::TlsConnector::from(trusting_proxy(&proxy, true, &[b"http/1.1"]));
+    let tls = connector
+        .connect("secure.test".try_into().unwrap(), stream)
+        .await
+        .unwrap();
+    let mut conn = hostile::RawConn::new(tls);
+    let request = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+    for path in ["/first", "/after-idle"] {
+        conn.stream
+            .write_all(request(path).as_bytes())
+            .await
+            .unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(5), conn.read_response("GET"))
+            .await
+            .expect("no response within 5 s")
+            .expect("the tunnel closed instead of answering");
+        assert_eq!(response.status, 200, "{path}");
+        // Twice the header timeout before the next request: idle, not slow.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    assert_eq!(origin.count("/after-idle"), 1);
+    conn.stream
+        .write_all(format!("GET /stalled HTTP/1.1\r\nHost: {authority}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let start = Instant::now();
+    assert!(
+        conn.closed_within(Duration::from_secs(10)).await,
+        "a stalled head inside the tunnel kept its connection"
+    );
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(4),
+        "closed after {elapsed:?}, expected about 1 s"
+    );
+    assert_eq!(origin.count("/stalled"), 0);
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_idle_past_the_idle_timeout_is_closed() {
+    let origin = Origin::http().await;
+    let toml = "header_read_timeout_secs = 1\nidle_timeout_secs = 2\n";
+    let proxy = start_with_toml(None, toml, |_| {}).await;
+    let url = format!("http://origin.test:{}/once", origin.port());
+    let mut conn = hostile::RawConn::new(TcpStream::connect(proxy.addr()).await.unwrap());
+    // A new connection that never sends a byte has no head to time: it is idle too.
+    let mut silent = TcpStream::connect(proxy.addr()).await.unwrap();
+    assert_eq!(keep_alive_get(&mut conn, &url).await.status, 200);
+    let start = Instant::now();
+    let (rest, silent_rest) = tokio::join!(
+        read_until_closed(&mut conn.stream, Duration::from_secs(10)),
+        read_until_closed(&mut silent, Duration::from_secs(10)),
+    );
+    assert!(rest.is_some(), "an idle keep-alive connection stayed open");
+    assert!(silent_rest.is_some(), "a silent new connection stayed open");
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1900) && elapsed < Duration::from_secs(5),
+        "closed after {elapsed:?}, expected about 2 s (the idle timeout, not the header timeout)"
+    );
+}
+
 #[tokio::test]
 async fn an_idle_tunnel_is_closed_after_the_idle_timeout() {
     let origin = Origin::http().await;

@@ -225,12 +225,13 @@ config_keys! {
     log_format: String = "text",
         flag("log-format", "text|json", "Console log format"),
         => log_format: LogFormat = parse::log_format;
-    /// Time a client has to send a complete request head (slowloris guard).
+    /// Time a client has to send a complete HTTP/1 request head, from its first byte: the
+    /// slowloris guard. It does not run while a connection waits for its next (or first)
+    /// request; `idle_timeout` bounds that wait.
     header_read_timeout_secs: u64 = 10,
         => header_read_timeout: Duration = parse::seconds;
-    /// Time a client connection (HTTP/2, tunnel, WebSocket) may go without any traffic. An
-    /// idle HTTP/1.1 connection waiting for its next request is bounded by
-    /// `header_read_timeout` (hyper starts that timer as soon as it waits for a head).
+    /// Time a client connection may go without any traffic: an HTTP/1.1 connection waiting
+    /// for its first or next request, HTTP/2 connections, tunnels and WebSockets.
     idle_timeout_secs: u64 = 300,
         => idle_timeout: Duration = parse::seconds;
     /// Time allowed for the TCP connect to an upstream.

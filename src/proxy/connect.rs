@@ -14,6 +14,7 @@ use crate::hsts::host::normalize_target_host;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::errors::log_connection_error;
 use crate::proxy::exchange::Exchange;
+use crate::proxy::head_timeout::HeadTimeout;
 use crate::proxy::pipeline;
 use crate::proxy::prefixed::Prefixed;
 use crate::proxy::respond;
@@ -354,7 +355,12 @@ async fn serve_inner<I>(
         secure,
     };
     let service_shared = shared.clone();
+    // The slowloris guard reads the plaintext: inside TLS, a head's bytes are only seen here.
+    let (io, head) = HeadTimeout::new(io, shared.config.header_read_timeout);
     let service = service_fn(move |req: Request<Incoming>| {
+        head.head_received(req.version());
+        let head = head.clone();
+        let method = req.method().clone();
         let shared = service_shared.clone();
         let ingress = ingress.clone();
         // The leaf was made for the tunnel's host: nothing else is served under it.
@@ -365,13 +371,15 @@ async fn serve_inner<I>(
             if let Some(reason) = wrong_origin {
                 let exchange = Exchange::begin(client, req.method().clone(), req.uri().to_string());
                 tracing::warn!(target: "strictproxy::forward", %client, culprit = "client", "{reason}");
-                return Ok::<_, Infallible>(exchange.answer(
+                let response = exchange.answer(
                     &shared.recorder,
                     respond::misdirected(&reason),
                     Action::Error,
-                ));
+                );
+                return Ok::<_, Infallible>(head.track(&method, response));
             }
-            Ok::<_, Infallible>(pipeline::handle(shared, client, ingress, req).await)
+            let response = pipeline::handle(shared, client, ingress, req).await;
+            Ok::<_, Infallible>(head.track(&method, response))
         }
     });
     let conn = shared

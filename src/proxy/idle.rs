@@ -1,7 +1,8 @@
 //! An idle timeout for a client connection: when nothing is read or written for the configured
-//! time, the next read fails with `TimedOut` and the connection closes. It bounds connections
-//! hyper's header-read timeout does not see: HTTP/2 connections, CONNECT tunnels and
-//! WebSockets left open with no traffic.
+//! time, the next read fails with `TimedOut` and the connection closes. It bounds what the
+//! slowloris guard ([`crate::proxy::head_timeout`]) leaves alone: an HTTP/1.1 keep-alive
+//! client waiting between requests, HTTP/2 connections, CONNECT tunnels and WebSockets left
+//! open with no traffic.
 //!
 //! Activity only records an `Instant`; the timer is re-armed when it fires, so a busy
 //! connection pays a clock read per I/O call, not a timer-wheel update.

@@ -1,9 +1,11 @@
 //! The accept loop: one task per client connection, `TCP_NODELAY` on every socket, a cap on
 //! concurrent connections (past it, a raw `503` and close, without stalling the loop), HTTP/1.1
-//! and HTTP/2 served by hyper-util's auto builder, and graceful shutdown on a signal.
+//! and HTTP/2 served by hyper-util's auto builder behind the idle timeout and the slowloris
+//! guard, and graceful shutdown on a signal.
 
 use crate::proxy::connect;
 use crate::proxy::errors::log_connection_error;
+use crate::proxy::head_timeout::HeadTimeout;
 use crate::proxy::idle::IdleTimeout;
 use crate::proxy::pipeline::{self, Begun};
 use crate::proxy::respond;
@@ -45,7 +47,14 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch
                 };
                 let conn_span = tracing::info_span!("conn", %client);
                 let service_shared = shared.clone();
+                let (io, head) = HeadTimeout::new(
+                    IdleTimeout::new(stream, shared.config.idle_timeout),
+                    shared.config.header_read_timeout,
+                );
                 let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    head.head_received(req.version());
+                    let head = head.clone();
+                    let method = req.method().clone();
                     let shared = service_shared.clone();
                     let Begun { exchange, decision, span } =
                         pipeline::begin(&shared, client, &Ingress::Listener, &req);
@@ -56,7 +65,7 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch
                             }
                             decision => pipeline::run(shared, exchange, decision, req).await,
                         };
-                        Ok::<_, Infallible>(response)
+                        Ok::<_, Infallible>(head.track(&method, response))
                     }
                     // The exchange span was opened inside the connection's span (the service
                     // is called from the connection task), so it names the client too.
@@ -65,7 +74,7 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch
                 let conn = shared
                     .server
                     .serve_connection_with_upgrades(
-                        TokioIo::new(IdleTimeout::new(stream, shared.config.idle_timeout)),
+                        TokioIo::new(io),
                         service,
                     )
                     .into_owned();

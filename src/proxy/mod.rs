@@ -6,6 +6,7 @@
 //! - [`connect`]: CONNECT — blind tunnel or TLS interception
 //! - [`upstream`]: pooled clients, `--resolve`, verified TLS
 //! - [`target`], [`headers`], [`guard`]: pure parsing and checks used by the router
+//! - [`idle`], [`head_timeout`]: the idle timeout and the slowloris guard on client I/O
 //! - [`respond`], [`pages`]: the answers the proxy makes itself
 //! - [`state`]: what connections share, split by what needs it
 //!
@@ -17,6 +18,7 @@ pub mod destination;
 pub mod errors;
 pub mod exchange;
 pub mod guard;
+pub mod head_timeout;
 pub mod headers;
 pub mod idle;
 pub mod listener;
