@@ -51,6 +51,8 @@ done
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$BENCH")
+# shellcheck source=bench/origin-certs.sh
+. "$BENCH/origin-certs.sh"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 if [[ -n ${STRICTPROXY_BIN:-} ]]; then
     PROXY_BIN=$STRICTPROXY_BIN
@@ -97,21 +99,7 @@ wait_port() {
 # The origin: bench/run.sh's nginx, test CA and wildcard certificate.
 
 mkdir -p "$WORK/www" "$WORK/nginx-tmp" "$WORK/proxy-ca"
-(
-    cd "$WORK"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -keyout origin-ca-key.pem -out origin-ca.pem -days 2 \
-        -subj "/CN=strictproxy bench origin CA" \
-        -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -keyout origin-key.pem -out origin.csr -subj "/CN=bench.test" 2>/dev/null
-    printf '%s\n' "subjectAltName=DNS:bench.test,DNS:*.bench.test" \
-        "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
-        "extendedKeyUsage=serverAuth" >origin.ext
-    openssl x509 -req -in origin.csr -CA origin-ca.pem -CAkey origin-ca-key.pem \
-        -CAcreateserial -out origin.pem -days 2 -extfile origin.ext 2>/dev/null
-)
+make_origin_certs "$WORK"
 head -c 100 /dev/zero | tr '\0' 'a' >"$WORK/www/100b"
 
 HTTP_PORT=$(freeport)

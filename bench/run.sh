@@ -41,6 +41,8 @@ done
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$BENCH")
+# shellcheck source=bench/origin-certs.sh
+. "$BENCH/origin-certs.sh"
 PROXY_BIN=${STRICTPROXY_BIN:-$ROOT/target/release/strictproxy}
 LOADGEN=${LOADGEN_BIN:-$BENCH/loadgen/target/release/strictproxy-loadgen}
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
@@ -132,21 +134,7 @@ field() { awk -v k="$2" '{ for (i = 1; i <= NF; i++) { n = index($i, "="); if (n
 
 log "== setting up in $WORK"
 mkdir -p "$WORK/www" "$WORK/nginx-tmp" "$WORK/results" "$WORK/proxy-ca"
-(
-    cd "$WORK"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -keyout origin-ca-key.pem -out origin-ca.pem -days 2 \
-        -subj "/CN=strictproxy bench origin CA" \
-        -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -keyout origin-key.pem -out origin.csr -subj "/CN=bench.test" 2>/dev/null
-    printf '%s\n' "subjectAltName=DNS:bench.test,DNS:*.bench.test" \
-        "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
-        "extendedKeyUsage=serverAuth" >origin.ext
-    openssl x509 -req -in origin.csr -CA origin-ca.pem -CAkey origin-ca-key.pem \
-        -CAcreateserial -out origin.pem -days 2 -extfile origin.ext 2>/dev/null
-)
+make_origin_certs "$WORK"
 head -c 100 /dev/zero | tr '\0' 'a' >"$WORK/www/100b"
 head -c 65536 /dev/zero | tr '\0' 'b' >"$WORK/www/64k"
 "$LOADGEN" preload --count 150000 --out "$WORK/preload.json"
