@@ -3,6 +3,7 @@
 //! and returns the handle that stops them in order (stop accepting, drain, then flush the
 //! HSTS store and the traffic log last, so nothing learned at the end is lost).
 
+use crate::ca::CaMaterial;
 use crate::ca::{Interceptor, LeafCache, LocalCa};
 use crate::config::Config;
 use crate::hsts::exempt::Exemptions;
@@ -10,14 +11,12 @@ use crate::hsts::load::{load_hsts, LoadError};
 use crate::hsts::persist::{self, Persister};
 use crate::metrics::Metrics;
 use crate::proxy::destination::Destinations;
-use crate::proxy::pages::CaMaterial;
 use crate::proxy::resolve::{AddressBook, HostsFile, Resolve, SystemResolver};
 use crate::proxy::route::Policy;
 use crate::proxy::state::{Recorder, Shared};
 use crate::proxy::{guard, listener, upstream};
 use crate::redirect::RedirectChains;
 use crate::traffic::TrafficLog;
-use bytes::Bytes;
 use http::HeaderValue;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -152,11 +151,7 @@ pub async fn start(config: Config) -> Result<RunningProxy, StartError> {
 /// [`start`], with [`Options`].
 pub async fn start_with(config: Config, options: Options) -> Result<RunningProxy, StartError> {
     let ca = LocalCa::load_or_create(&config.ca_dir)?;
-    let ca_material = CaMaterial {
-        pem: Bytes::copy_from_slice(ca.cert_pem().as_bytes()),
-        der: Bytes::copy_from_slice(ca.cert_der()),
-        path: ca.cert_path().to_path_buf(),
-    };
+    let ca_material = CaMaterial::of(&ca);
     let cache = LeafCache::new(Arc::new(ca), config.leaf_cache_size);
     let interceptor = Interceptor::new(cache)?;
 
@@ -302,10 +297,7 @@ fn admin_context(shared: &Arc<Shared>, addr: SocketAddr) -> crate::admin::AdminC
                 .metrics
                 .render(s.hsts.counts(), leaves.hits(), leaves.misses())
         }),
-        ca: crate::admin::CaMaterial {
-            pem: shared.ca.pem.clone(),
-            der: shared.ca.der.clone(),
-        },
+        ca: shared.ca.clone(),
         feed: shared.recorder.feed.clone(),
     }
 }

@@ -46,12 +46,7 @@ pub type AdminBody = UnsyncBoxBody<Bytes, Infallible>;
 /// Renders the `/metrics` text at scrape time; whoever owns the counters provides it.
 pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
 
-/// The CA as the admin serves it.
-#[derive(Clone)]
-pub struct CaMaterial {
-    pub pem: Bytes,
-    pub der: Bytes,
-}
+pub use crate::ca::CaMaterial;
 
 /// Everything the admin listener serves, and nothing more.
 #[derive(Clone)]

@@ -34,6 +34,29 @@ pub use cache::LeafCache;
 pub use intercept::Interceptor;
 pub use local::{LocalCa, CA_CERT_FILE, CA_KEY_FILE};
 
+/// The CA certificate as it is served to clients: by the local pages
+/// (`http://strictproxy.local/`) and by the admin API. Built once at start.
+#[derive(Clone, Debug)]
+pub struct CaMaterial {
+    /// PEM, for `/ca.pem`.
+    pub pem: bytes::Bytes,
+    /// DER, for `/ca.crt` (what Windows and Android expect).
+    pub der: bytes::Bytes,
+    /// Where the certificate file is on disk (for the banner).
+    pub path: PathBuf,
+}
+
+impl CaMaterial {
+    /// The served forms of `ca`'s certificate.
+    pub fn of(ca: &LocalCa) -> CaMaterial {
+        CaMaterial {
+            pem: bytes::Bytes::copy_from_slice(ca.cert_pem().as_bytes()),
+            der: bytes::Bytes::copy_from_slice(ca.cert_der()),
+            path: ca.cert_path().to_path_buf(),
+        }
+    }
+}
+
 /// Default number of hosts whose leaf (and server config) is kept; a browsing session touches a
 /// few hundred hosts, so this keeps every one of them warm while bounding memory.
 pub const DEFAULT_LEAF_CACHE_CAPACITY: usize = 1000;

@@ -4,21 +4,10 @@
 
 use crate::proxy::body::ProxyBody;
 use crate::proxy::respond;
-use bytes::Bytes;
 use http::header::{self, HeaderMap};
 use http::{Response, StatusCode};
-use std::path::PathBuf;
 
-/// The CA certificate, as the pages and the admin API serve it.
-#[derive(Clone, Debug)]
-pub struct CaMaterial {
-    /// PEM, for `/ca.pem`.
-    pub pem: Bytes,
-    /// DER, for `/ca.crt` (what Windows and Android expect).
-    pub der: Bytes,
-    /// Where the certificate file is on disk (for the banner).
-    pub path: PathBuf,
-}
+pub use crate::ca::CaMaterial;
 
 /// The magic host name answered locally.
 pub const LOCAL_NAME: &str = "strictproxy.local";
