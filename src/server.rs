@@ -132,6 +132,17 @@ fn server_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// [`server_builder`]'s HTTP/1 settings, for connections known to be HTTP/1 (no sniffing).
+fn http1_builder(config: &Config) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .keep_alive(true)
+        .max_buf_size(config.max_header_bytes.max(8192));
+    builder
+}
+
 /// What a library user (a test, an embedding) may swap in; the defaults are the system's.
 #[derive(Default)]
 pub struct Options {
@@ -243,6 +254,7 @@ pub async fn start_with(config: Config, options: Options) -> Result<RunningProxy
     let (shutdown, shutdown_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         server: server_builder(&config),
+        http1: http1_builder(&config),
         stopping: shutdown_rx.clone(),
         tunnels: tokio_util::task::TaskTracker::new(),
         chains: RedirectChains::new(20, 10_000, Duration::from_secs(60)),

@@ -15,6 +15,7 @@ use crate::proxy::body::ProxyBody;
 use crate::proxy::errors::log_connection_error;
 use crate::proxy::exchange::Exchange;
 use crate::proxy::head_timeout::HeadTimeout;
+use crate::proxy::park;
 use crate::proxy::pipeline;
 use crate::proxy::prefixed::Prefixed;
 use crate::proxy::respond;
@@ -44,6 +45,9 @@ pub async fn open(
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let client = exchange.client;
+    // The exchange lives as long as the tunnel; its copy of the CONNECT's fields would keep
+    // hyper's whole read buffer of the client connection (8–16 KiB) alive through them.
+    exchange.request_headers = detached(&exchange.request_headers);
     let ConnectTarget {
         host,
         port,
@@ -123,6 +127,18 @@ pub async fn open(
     };
     tunnels.spawn(task.instrument(span));
     respond::connect_established()
+}
+
+/// `headers` with every value in its own allocation: a value hyper parsed shares the buffer
+/// the head was read into.
+fn detached(headers: &http::HeaderMap) -> http::HeaderMap {
+    let mut owned = http::HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let mut copy = http::HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        copy.set_sensitive(value.is_sensitive());
+        owned.append(name.clone(), copy);
+    }
+    owned
 }
 
 /// Copies bytes both ways until either side closes; logs one `tunnel` record.
@@ -357,6 +373,7 @@ async fn serve_inner<I>(
     let service_shared = shared.clone();
     // The slowloris guard reads the plaintext: inside TLS, a head's bytes are only seen here.
     let (io, head) = HeadTimeout::new(io, shared.config.header_read_timeout);
+    let head_watch = head.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         head.head_received(req.version());
         let head = head.clone();
@@ -382,24 +399,8 @@ async fn serve_inner<I>(
             Ok::<_, Infallible>(head.track(&method, response))
         }
     });
-    let conn = shared
-        .server
-        .serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let mut stopping = shared.stopping.clone();
-    // The watch guard is dropped inside this future, so nothing !Send crosses an await.
-    let stop = async move {
-        let _ = stopping.wait_for(|stop| *stop).await.map(|_| ());
-    };
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        () = stop => {
-            // Finish the requests in flight, then close (shutdown waits for this task).
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(err) = result {
+    let watch = head_watch;
+    if let Err(err) = park::serve(&shared, io, watch, service).await {
         log_connection_error(client, err.as_ref());
     }
 }

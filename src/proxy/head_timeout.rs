@@ -82,6 +82,12 @@ impl HeadWatch {
         self.0.load(Ordering::Acquire)
     }
 
+    /// Whether an HTTP/1 connection is between requests: its last response was sent (or
+    /// dropped) and no byte of the next head has arrived ([`crate::proxy::park`] parks it).
+    pub fn waiting(&self) -> bool {
+        self.state() == WAITING
+    }
+
     /// The exchange is over: the next byte starts a new head.
     fn exchange_done(&self) {
         let _ = self

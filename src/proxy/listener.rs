@@ -1,18 +1,18 @@
 //! The accept loop: one task per client connection, `TCP_NODELAY` on every socket, a cap on
 //! concurrent connections (past it, a raw `503` and close, without stalling the loop), HTTP/1.1
-//! and HTTP/2 served by hyper-util's auto builder behind the idle timeout and the slowloris
-//! guard, and graceful shutdown on a signal.
+//! and HTTP/2 served behind the idle timeout and the slowloris guard, parked while idle
+//! ([`crate::proxy::park`]), and graceful shutdown on a signal.
 
 use crate::proxy::connect;
 use crate::proxy::errors::log_connection_error;
 use crate::proxy::head_timeout::HeadTimeout;
 use crate::proxy::idle::IdleTimeout;
+use crate::proxy::park;
 use crate::proxy::pipeline::{self, Begun};
 use crate::proxy::respond;
 use crate::proxy::route::{Decision, Ingress};
 use crate::proxy::state::Shared;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -51,6 +51,7 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch
                     IdleTimeout::new(stream, shared.config.idle_timeout),
                     shared.config.header_read_timeout,
                 );
+                let watch = head.clone();
                 let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     head.head_received(req.version());
                     let head = head.clone();
@@ -71,22 +72,19 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch
                     // is called from the connection task), so it names the client too.
                     .instrument(span)
                 });
-                let conn = shared
-                    .server
-                    .serve_connection_with_upgrades(
-                        TokioIo::new(io),
-                        service,
-                    )
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                let metrics_shared = shared.clone();
+                // Held for the connection's life, so shutdown waits for it; the connection
+                // itself watches `shared.stopping` (it may be parked, with no hyper
+                // connection to signal).
+                let watcher = graceful.watcher();
+                let task_shared = shared.clone();
                 tokio::spawn(async move {
-                    metrics_shared.recorder.metrics.connection_opened();
-                    if let Err(err) = conn.await {
+                    task_shared.recorder.metrics.connection_opened();
+                    if let Err(err) = park::serve(&task_shared, io, watch, service).await {
                         log_connection_error(client, err.as_ref());
                     }
-                    metrics_shared.recorder.metrics.connection_closed();
+                    task_shared.recorder.metrics.connection_closed();
                     drop(slot);
+                    drop(watcher);
                 }.instrument(conn_span));
             }
             _ = shutdown.changed() => break,

@@ -7,6 +7,7 @@
 //! - [`upstream`]: pooled clients, `--resolve`, verified TLS
 //! - [`target`], [`headers`], [`guard`]: pure parsing and checks used by the router
 //! - [`idle`], [`head_timeout`]: the idle timeout and the slowloris guard on client I/O
+//! - [`park`]: idle HTTP/1.1 connections hold their socket and nothing of hyper's
 //! - [`respond`], [`pages`]: the answers the proxy makes itself
 //! - [`state`]: what connections share, split by what needs it
 //!
@@ -24,6 +25,7 @@ pub mod idle;
 pub mod listener;
 pub mod outcome;
 pub mod pages;
+pub mod park;
 pub mod pipeline;
 pub mod prefixed;
 pub mod resolve;

@@ -51,6 +51,9 @@ pub struct Shared {
     pub via: HeaderValue,
     /// The HTTP server settings for client connections (listener and tunnels alike).
     pub server: auto::Builder<TokioExecutor>,
+    /// The same HTTP/1 settings without version sniffing, for connections whose first bytes
+    /// are not HTTP/2's preface ([`crate::proxy::park`]).
+    pub http1: hyper::server::conn::http1::Builder,
     /// Turns true when the proxy is asked to stop; tunnels then finish their requests in flight.
     pub stopping: watch::Receiver<bool>,
     /// The tasks serving CONNECT tunnels, so shutdown can wait for them to drain.
