@@ -54,6 +54,12 @@ pub async fn open(
         authority,
         passthrough,
     } = target;
+    // The same for the authority the tunnel keeps (parsed from the head, it shares hyper's
+    // buffer): a copy of its own.
+    let authority = authority
+        .as_str()
+        .parse::<Authority>()
+        .unwrap_or(authority);
     let span = tracing::Span::current();
 
     if passthrough {
@@ -206,6 +212,28 @@ async fn intercept_tls<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Boxed: the handshake's state (the ClientHello acceptor, the handshake in flight) is freed
+    // when it ends, instead of sizing the tunnel's task for the tunnel's whole life; and the
+    // TLS stream (rustls' connection state, ~1.3 KiB) is boxed once rather than moved through
+    // every future that serves it.
+    let handshake = Box::pin(tls_handshake(&shared, client, &host, &authority, io));
+    if let Some(tls) = handshake.await {
+        serve_inner(shared, client, authority, true, tls).await;
+    }
+}
+
+/// The TLS handshake with the client under a leaf for the CONNECT host; `None` when it failed
+/// (logged and counted here).
+async fn tls_handshake<I>(
+    shared: &Shared,
+    client: SocketAddr,
+    host: &str,
+    authority: &Authority,
+    io: I,
+) -> Option<Box<tokio_rustls::server::TlsStream<I>>>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let timeout = shared.config.tls_handshake_timeout;
     let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
     let start = match tokio::time::timeout(timeout, acceptor).await {
@@ -213,15 +241,15 @@ async fn intercept_tls<I>(
         Ok(Err(err)) => {
             shared.recorder.metrics.tls_handshake("failed");
             tracing::debug!(%client, %authority, "unreadable ClientHello: {err}");
-            return;
+            return None;
         }
         Err(_) => {
             shared.recorder.metrics.tls_handshake("timeout");
             tracing::debug!(%client, %authority, "ClientHello not received in time");
-            return;
+            return None;
         }
     };
-    let name = match sni_decision(&host, start.client_hello().server_name()) {
+    let name = match sni_decision(host, start.client_hello().server_name()) {
         Ok(name) => name,
         Err(mismatch) => {
             shared.recorder.metrics.tls_handshake("sni_mismatch");
@@ -231,7 +259,7 @@ async fn intercept_tls<I>(
             let mut io = start.io;
             let _ = io.write_all(&UNRECOGNIZED_NAME_ALERT).await;
             let _ = io.shutdown().await;
-            return;
+            return None;
         }
     };
     let config = match shared.interceptor.server_config(&name) {
@@ -239,13 +267,13 @@ async fn intercept_tls<I>(
         Err(err) => {
             shared.recorder.metrics.tls_handshake("failed");
             tracing::error!(%client, %name, "cannot mint a certificate for {name}: {err}");
-            return;
+            return None;
         }
     };
     match tokio::time::timeout(timeout, start.into_stream(config)).await {
         Ok(Ok(tls)) => {
             shared.recorder.metrics.tls_handshake("ok");
-            serve_inner(shared, client, authority, true, tls).await;
+            Some(Box::new(tls))
         }
         Ok(Err(err)) => {
             if rejected_our_ca(&err) {
@@ -259,10 +287,12 @@ async fn intercept_tls<I>(
                 shared.recorder.metrics.tls_handshake("failed");
                 tracing::debug!(%client, %name, "TLS handshake with the client failed: {err}");
             }
+            None
         }
         Err(_) => {
             shared.recorder.metrics.tls_handshake("timeout");
             tracing::debug!(%client, %name, "TLS handshake with the client timed out");
+            None
         }
     }
 }
