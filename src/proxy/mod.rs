@@ -25,6 +25,7 @@ pub mod listener;
 pub mod outcome;
 pub mod pages;
 pub mod pipeline;
+pub mod pool;
 pub mod prefixed;
 pub mod resolve;
 pub mod respond;

@@ -188,7 +188,10 @@ async fn forward(
             upstream_fields(retry.headers_mut(), &shared.via, &host, false);
             // A bodiless retry is sent at once: its wait starts now.
             let (_, now) = tokio::sync::oneshot::channel();
-            match response_within(client.request(retry), now, response_timeout).await {
+            // Boxed: the rare retry's future would otherwise double the size of every
+            // request's future (hyper copies it into place per request; issue 15).
+            let again = Box::pin(response_within(client.request(retry), now, response_timeout));
+            match again.await {
                 Some(result) => result,
                 None => return forward_failure(&shared, exchange, timed_out()),
             }
@@ -343,7 +346,7 @@ fn is_idempotent(method: &http::Method) -> bool {
 
 /// Whether a request failed because a reused connection was closed under it, before any
 /// response: the one failure a retry on a fresh connection fixes.
-fn is_stale_connection(err: &hyper_util::client::legacy::Error) -> bool {
+fn is_stale_connection(err: &crate::proxy::pool::PoolError) -> bool {
     !err.is_connect() && errors::connection_dropped(err)
 }
 
