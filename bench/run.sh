@@ -469,7 +469,7 @@ if ! echo 5 >"/proc/$PROXY_PID/clear_refs" 2>/dev/null; then
     PEAK_LABEL="S6 peak RSS, startup or S1 (VmHWM cannot be reset here)"
 fi
 smoke "$PROXY_PORT"
-if [[ $PEER == 1 ]]; then
+if [[ $PEER == 1 ]] && { wanted S1 || wanted S2 || wanted S3 || wanted S4; }; then
     # The proxy CA exists now (strictproxy made it): the peer signs its leaves with it.
     start_peer
     smoke "$PEER_PORT" plain

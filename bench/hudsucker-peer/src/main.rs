@@ -37,7 +37,10 @@ impl tower_service::Service<Name> for Loopback {
     }
 
     fn call(&mut self, _name: Name) -> Self::Future {
-        ready(Ok(std::iter::once(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))))
+        ready(Ok(std::iter::once(SocketAddr::from((
+            Ipv4Addr::LOCALHOST,
+            0,
+        )))))
     }
 }
 
@@ -54,9 +57,14 @@ async fn shutdown_signal() {
 
 fn run(args: &[String]) -> Result<(), String> {
     let [listen, ca_cert, ca_key, upstream_ca, rest @ ..] = args else {
-        return Err("usage: hudsucker-peer LISTEN CA_CERT_PEM CA_KEY_PEM UPSTREAM_CA_PEM [LEAF_CACHE_SIZE]".into());
+        return Err(
+            "usage: hudsucker-peer LISTEN CA_CERT_PEM CA_KEY_PEM UPSTREAM_CA_PEM [LEAF_CACHE_SIZE]"
+                .into(),
+        );
     };
-    let listen: SocketAddr = listen.parse().map_err(|_| format!("{listen}: not an IP:port"))?;
+    let listen: SocketAddr = listen
+        .parse()
+        .map_err(|_| format!("{listen}: not an IP:port"))?;
     let cache_size: u64 = match rest.first() {
         Some(n) => n.parse().map_err(|_| format!("{n}: not a count"))?,
         None => 1_000,

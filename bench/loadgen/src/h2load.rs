@@ -147,3 +147,29 @@ pub async fn run(opts: Opts) -> Result<(), String> {
     total.report("h2", start.elapsed());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The h2 mode refuses plain http:// (HTTP/2 here is always over TLS, with ALPN).
+    #[tokio::test]
+    async fn h2_needs_an_https_url() {
+        let opts = Opts::parse(
+            [
+                "--url",
+                "http://bench.test:1/",
+                "--connect",
+                "127.0.0.1:1",
+                "--streams",
+                "7",
+            ]
+            .into_iter()
+            .map(String::from),
+        )
+        .unwrap();
+        assert_eq!(opts.streams, 7);
+        let err = run(opts).await.unwrap_err();
+        assert!(err.contains("https://"), "{err}");
+    }
+}
