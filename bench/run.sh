@@ -8,7 +8,7 @@
 # request. The proxies are pinned to CPU 0, nginx and the load generators to CPU 1, so the
 # figures compare across runs and machines of the same kind.
 #
-#   bench/run.sh            3 runs of 8 s per measurement (about 14 minutes; 11 with --no-peer)
+#   bench/run.sh            3 runs of 8 s per measurement (about 13 minutes; 10 with --no-peer)
 #   bench/run.sh --quick    1 run of 3 s (a smoke test, about 3 minutes)
 #   options: --runs N  --secs S  --only S1,S3,...  --keep (keep the work folder)
 #            --no-peer: no hudsucker column (it is also left out when its binary is missing)
@@ -167,7 +167,7 @@ wait_port "$H2_PORT" "$NGINX_PID"
 
 # Connections nginx has accepted (stub_status), less the one this query opens.
 nginx_accepts() {
-    curl -sS --max-time 5 "http://127.0.0.1:$HTTP_PORT/status" | awk 'NR == 3 { print $1 - 1 }'
+    curl -sS --max-time 5 "http://127.0.0.1:$HTTP_PORT/status" | awk 'NR == 3 { print $1 - 1 }' || true
 }
 
 # S5's names: 256 force-https entries spread over the 150k list (loadgen's preload writes
@@ -247,7 +247,7 @@ PEER_SCENS=" S1-50 S1-1 S2-50 S3-50 S4-one S4-many "
 ADMIN_PORT=""
 leaf_misses() {
     curl -sS --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" |
-        awk '$1 ~ /leaf_cache_misses/ && $1 !~ /^#/ { print $2; exit }'
+        awk '$1 ~ /leaf_cache_misses/ && $1 !~ /^#/ { print $2; exit }' || true
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -294,8 +294,8 @@ measure() {
     resumed=$(field "$line" resumed)
     # New connections nginx accepted (the proxy's upstream ones on a proxied run) and leaves
     # minted (S4-mint), both per request answered.
-    local accepts=$((a1 - a0)) minted=""
-    [[ -n $m1 ]] && minted=$((m1 - m0))
+    local accepts=$((${a1:-0} - ${a0:-0})) minted=""
+    [[ -n $m1 && -n $m0 ]] && minted=$((m1 - m0))
     echo "$rps $p50 $p99 $errors $cpu ${resumed:-0} $req $accepts ${minted:-0}" >>"$WORK/results/$scen.$side"
     log "   $scen $side: $rps req/s, p50 $p50 µs, p99 $p99 µs, errors $errors, $who CPU $cpu µs/req, nginx accepted $accepts conns${resumed:+, resumed $resumed}${minted:+, leaves minted $minted}"
 }
