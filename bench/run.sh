@@ -38,7 +38,7 @@ while [[ $# -gt 0 ]]; do
         --keep) KEEP=1 ;;
         --sched) SCHED=$2; shift ;;
         --no-peer) PEER=0 ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
