@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod ca;
 pub mod config;
+pub mod console_format;
 pub mod feed;
 pub mod finding;
 pub mod hsts;

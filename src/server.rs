@@ -14,7 +14,7 @@ use crate::proxy::destination::Destinations;
 use crate::proxy::resolve::{AddressBook, HostsFile, Resolve, SystemResolver};
 use crate::proxy::route::Policy;
 use crate::proxy::state::{Recorder, Shared};
-use crate::proxy::{guard, listener, upstream};
+use crate::proxy::{guard, listener, pool, upstream};
 use crate::redirect::RedirectChains;
 use crate::traffic::TrafficLog;
 use http::HeaderValue;
@@ -217,7 +217,7 @@ pub async fn start_with(config: Config, options: Options) -> Result<RunningProxy
     };
     let dns = options.resolver.unwrap_or_else(|| Arc::new(SystemResolver));
     let resolver = upstream::Resolver::new(book.clone(), dns, destinations.clone());
-    let upstream = upstream::Upstream::new(
+    let upstream = pool::Upstream::new(
         resolver,
         roots,
         config.connect_timeout,
@@ -315,9 +315,15 @@ fn admin_context(shared: &Arc<Shared>, addr: SocketAddr) -> crate::admin::AdminC
 }
 
 /// Parsing a large preload list (150,000 entries is ~17 MB of JSON) peaks at several times the
-/// size of the index it leaves behind; glibc keeps the freed pages, so without this the idle
-/// proxy would carry the parse's high-water mark for its whole life.
+/// size of the index it leaves behind; an allocator keeps freed pages for reuse, so without
+/// this the idle proxy would carry the parse's high-water mark for its whole life. Both
+/// allocators are asked: the binary's (mimalloc) and glibc's (tests, and anything C).
 fn release_freed_memory() {
+    // SAFETY: mi_collect only frees and returns pages with no live allocation in them; it is
+    // safe from any thread at any time, and a no-op for memory mimalloc does not manage.
+    unsafe {
+        libmimalloc_sys::mi_collect(true);
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap pages to the kernel; it touches no live
     // allocation and is safe to call at any time from any thread.

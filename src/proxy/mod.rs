@@ -27,6 +27,7 @@ pub mod outcome;
 pub mod pages;
 pub mod park;
 pub mod pipeline;
+pub mod pool;
 pub mod prefixed;
 pub mod resolve;
 pub mod respond;

@@ -134,34 +134,23 @@ async fn forward(
             return exchange.answer(&shared.recorder, response, Action::Error);
         }
     };
-    strip_hop_by_hop(&mut parts.headers, websocket);
-    append_via(&mut parts.headers, &shared.via);
-    // RFC 9112 §3.2.2: a proxy replaces Host with the authority of the target URI.
-    match HeaderValue::from_str(target.host_header()) {
-        Ok(host) => {
-            parts.headers.insert(header::HOST, host);
-        }
-        Err(_) => {
-            let response = respond::bad_request("the target's host cannot be sent as a Host field");
-            return exchange.answer(&shared.recorder, response, Action::Error);
-        }
-    }
+    let Some(host) = host_field(&target) else {
+        let response = respond::bad_request("the target's host cannot be sent as a Host field");
+        return exchange.answer(&shared.recorder, response, Action::Error);
+    };
+    upstream_fields(&mut parts.headers, &shared.via, &host, websocket);
     parts.uri = uri;
     // The upstream protocol is negotiated per connection (ALPN), not copied from the client.
     parts.version = Version::HTTP_11;
     parts.extensions = http::Extensions::new();
     // A pooled connection may be closed by the origin just as a request goes out on it (its
     // keep-alive ran out first). A bodiless idempotent request can be repeated safely on a
-    // fresh connection (RFC 9110 §9.2.2), so keep what is needed to send it again.
+    // fresh connection (RFC 9110 §9.2.2), so keep what is needed to send it again; its fields
+    // are made again from the exchange's copy only if it is (a copy per request cost ~2,000
+    // instructions for a retry that almost never happens).
     use http_body::Body as _;
-    let replayable =
-        (!websocket && is_idempotent(&parts.method) && incoming.is_end_stream()).then(|| {
-            (
-                parts.method.clone(),
-                parts.uri.clone(),
-                parts.headers.clone(),
-            )
-        });
+    let replayable = (!websocket && is_idempotent(&parts.method) && incoming.is_end_stream())
+        .then(|| (parts.method.clone(), parts.uri.clone()));
     // The client's body: its failures are the client's (a malformed chunk is answered 400, not
     // blamed on the origin), and its end starts the wait for the response head.
     let client_body = ClientBodyState::default();
@@ -190,15 +179,19 @@ async fn forward(
     .await;
     let result = match (first, replayable) {
         (None, _) => return forward_failure(&shared, exchange, timed_out()),
-        (Some(Err(err)), Some((method, uri, headers))) if is_stale_connection(&err) => {
+        (Some(Err(err)), Some((method, uri))) if is_stale_connection(&err) => {
             tracing::debug!(url = %exchange.url, "pooled connection closed under the request; sending it again");
             let mut retry = Request::new(body::empty());
             *retry.method_mut() = method;
             *retry.uri_mut() = uri;
-            *retry.headers_mut() = headers;
+            *retry.headers_mut() = exchange.request_headers.clone();
+            upstream_fields(retry.headers_mut(), &shared.via, &host, false);
             // A bodiless retry is sent at once: its wait starts now.
             let (_, now) = tokio::sync::oneshot::channel();
-            match response_within(client.request(retry), now, response_timeout).await {
+            // Boxed: the rare retry's future would otherwise double the size of every
+            // request's future (hyper copies it into place per request; issue 15).
+            let again = Box::pin(response_within(client.request(retry), now, response_timeout));
+            match again.await {
                 Some(result) => result,
                 None => return forward_failure(&shared, exchange, timed_out()),
             }
@@ -282,6 +275,25 @@ async fn forward(
     Response::from_parts(parts, body::boxed(observed))
 }
 
+/// RFC 9112 §3.2.2: a proxy replaces Host with the authority of the target URI. `None` when
+/// the authority cannot be a field value.
+fn host_field(target: &Target) -> Option<HeaderValue> {
+    HeaderValue::from_str(target.host_header()).ok()
+}
+
+/// The client's fields made into the upstream request's: hop-by-hop fields removed (a
+/// WebSocket handshake keeps its Upgrade), this proxy added to Via, Host replaced.
+fn upstream_fields(
+    headers: &mut http::HeaderMap,
+    via: &HeaderValue,
+    host: &HeaderValue,
+    websocket: bool,
+) {
+    strip_hop_by_hop(headers, websocket);
+    append_via(headers, via);
+    headers.insert(header::HOST, host.clone());
+}
+
 /// Step 6b: the redirect audit, applied to the response head.
 fn audit_redirect(shared: &Shared, exchange: &mut Exchange, parts: &mut http::response::Parts) {
     let is_redirect = parts.status.is_redirection();
@@ -334,7 +346,7 @@ fn is_idempotent(method: &http::Method) -> bool {
 
 /// Whether a request failed because a reused connection was closed under it, before any
 /// response: the one failure a retry on a fresh connection fixes.
-fn is_stale_connection(err: &hyper_util::client::legacy::Error) -> bool {
+fn is_stale_connection(err: &crate::proxy::pool::PoolError) -> bool {
     !err.is_connect() && errors::connection_dropped(err)
 }
 

@@ -111,7 +111,10 @@ impl AddressBook {
     /// only DNS can say (or when the host is not a valid name). `host` may carry brackets.
     pub fn lookup_local(&self, host: &str) -> Option<(Vec<IpAddr>, Source)> {
         let host = normalize_target_host(host)?;
-        if let Ok(ip) = host.parse::<IpAddr>() {
+        // Normalized, an IP literal is dotted-quad (ends in a digit) or has a colon; a name
+        // ends in a letter (its TLD), so most hosts skip the parse.
+        let maybe_ip = host.contains(':') || host.ends_with(|c: char| c.is_ascii_digit());
+        if let Some(ip) = maybe_ip.then(|| host.parse::<IpAddr>().ok()).flatten() {
             return Some((vec![ip], Source::Literal));
         }
         if let Some(ip) = self.overrides.get(host.as_ref()) {

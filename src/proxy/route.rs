@@ -73,19 +73,21 @@ impl Policy {
     /// can answer are checked by the upstream connector, on the address it connects to).
     fn destination_refusal(&self, client: IpAddr, host: &str, port: u16) -> Option<Refusal> {
         let (addrs, source) = self.book.lookup_local(host)?;
-        // An IPv6 literal is named in brackets, as in the request (RFC 3986 §3.2.2).
-        let shown = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
         addrs.into_iter().find_map(|ip| {
             let dest = SocketAddr::new(ip, port);
             match self.destinations.check(Some(client), dest, source) {
                 Verdict::Allow => None,
-                Verdict::Refuse(rule) => Some(Refusal::Forbidden(format!(
-                    "{shown} is not reachable through this proxy: {rule}"
-                ))),
+                Verdict::Refuse(rule) => {
+                    // An IPv6 literal is named in brackets, as in the request (RFC 3986 §3.2.2).
+                    let shown = if host.contains(':') {
+                        format!("[{host}]:{port}")
+                    } else {
+                        format!("{host}:{port}")
+                    };
+                    Some(Refusal::Forbidden(format!(
+                        "{shown} is not reachable through this proxy: {rule}"
+                    )))
+                }
             }
         })
     }

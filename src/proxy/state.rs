@@ -10,7 +10,7 @@ use crate::hsts::store::HstsStore;
 use crate::metrics::Metrics;
 use crate::proxy::pages::CaMaterial;
 use crate::proxy::route::Policy;
-use crate::proxy::upstream::Upstream;
+use crate::proxy::pool::Upstream;
 use crate::redirect::RedirectChains;
 use crate::traffic::TrafficLog;
 use http::HeaderValue;

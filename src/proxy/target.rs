@@ -128,7 +128,7 @@ pub fn parse_absolute(uri: &Uri) -> Result<Target, TargetError> {
     } else {
         format!("/{path_and_query}")
     };
-    build(scheme, authority, path_and_query, &text())
+    build(scheme, authority, path_and_query, &text)
 }
 
 /// Builds the target of a request received inside a CONNECT tunnel, whose URI is usually in
@@ -155,18 +155,19 @@ pub fn inner_target(uri: &Uri, tunnel: &Authority, secure: bool) -> Result<Targe
         .map(|pq| pq.as_str().to_string())
         .filter(|pq| pq.starts_with('/'))
         .unwrap_or_else(|| "/".to_string());
-    build(scheme, tunnel, path_and_query, &uri.to_string())
+    build(scheme, tunnel, path_and_query, &|| uri.to_string())
 }
 
 fn build(
     scheme: TargetScheme,
     authority: &Authority,
     path_and_query: String,
-    text: &str,
+    // The target as received, for error messages only: built when one is needed.
+    text: &dyn Fn() -> String,
 ) -> Result<Target, TargetError> {
     let host = authority.host();
     if host.is_empty() {
-        return Err(TargetError::MissingHost(text.to_string()));
+        return Err(TargetError::MissingHost(text()));
     }
     // `Authority::port` is None both for "no port" and for one that does not fit in a u16,
     // so read the text after the host ourselves.
@@ -184,7 +185,7 @@ fn build(
             .parse::<u16>()
             .ok()
             .filter(|p| *p != 0)
-            .ok_or_else(|| TargetError::InvalidPort(text.to_string()))?,
+            .ok_or_else(|| TargetError::InvalidPort(text()))?,
         None => scheme.default_port(),
     };
     // Drop userinfo and a default port; lowercase the host (RFC 3986 §3.2.2).
@@ -202,7 +203,7 @@ fn build(
     };
     let authority = authority_text
         .parse::<Authority>()
-        .map_err(|_| TargetError::MissingHost(text.to_string()))?;
+        .map_err(|_| TargetError::MissingHost(text()))?;
     Ok(Target {
         scheme,
         host: host_lower,

@@ -1,6 +1,6 @@
 //! The upstream side: a connector that resolves (honouring `--resolve`), connects with a
 //! timeout and `TCP_NODELAY`, and speaks verified TLS (webpki and platform roots plus every
-//! `--upstream-ca`), and the pooled hyper clients built on it.
+//! `--upstream-ca`), which the pool (`super::pool`) opens connections with.
 //!
 //! A request is never sent over a connection whose certificate did not verify: rustls aborts
 //! the handshake, and the error is classified here so the client gets a `502` that names the
@@ -10,16 +10,12 @@
 //! [`super::outcome`].
 
 use crate::hsts::host::normalize_target_host;
-use crate::proxy::body::ProxyBody;
 use crate::proxy::destination::{Destinations, Source, Verdict};
 use crate::proxy::errors::Culprit;
 use crate::proxy::resolve::{AddressBook, Resolve, SystemResolver};
 use http::Uri;
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -319,23 +315,20 @@ pub enum UpstreamStream {
     Tls(Box<TokioIo<TlsStream<TcpStream>>>),
 }
 
-impl Connection for UpstreamStream {
-    fn connected(&self) -> Connected {
-        let (connected, peer) = match self {
-            UpstreamStream::Plain(tcp) => (Connected::new(), tcp.inner().peer_addr()),
-            UpstreamStream::Tls(tls) => {
-                let (tcp, session) = tls.inner().get_ref();
-                let connected = if session.alpn_protocol() == Some(b"h2") {
-                    Connected::new().negotiated_h2()
-                } else {
-                    Connected::new()
-                };
-                (connected, tcp.peer_addr())
-            }
-        };
-        match peer {
-            Ok(peer) => connected.extra(UpstreamPeer(peer)),
-            Err(_) => connected,
+impl UpstreamStream {
+    /// The address connected to, for [`UpstreamPeer`].
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        match self {
+            UpstreamStream::Plain(tcp) => tcp.inner().peer_addr().ok(),
+            UpstreamStream::Tls(tls) => tls.inner().get_ref().0.peer_addr().ok(),
+        }
+    }
+
+    /// Whether TLS negotiated HTTP/2 by ALPN (plain connections speak HTTP/1.1).
+    pub fn negotiated_h2(&self) -> bool {
+        match self {
+            UpstreamStream::Plain(_) => false,
+            UpstreamStream::Tls(tls) => tls.inner().get_ref().1.alpn_protocol() == Some(b"h2"),
         }
     }
 }
@@ -398,7 +391,7 @@ impl hyper::rt::Write for UpstreamStream {
     }
 }
 
-/// The connector the pooled clients use.
+/// The connector the pool uses.
 #[derive(Clone)]
 pub struct UpstreamConnector {
     resolver: Resolver,
@@ -422,7 +415,8 @@ impl UpstreamConnector {
         }
     }
 
-    async fn connect(self, uri: Uri) -> Result<UpstreamStream, UpstreamError> {
+    /// Opens a connection to the URI's origin: TCP to a checked address, TLS for https.
+    pub async fn connect(self, uri: Uri) -> Result<UpstreamStream, UpstreamError> {
         let host = uri.host().ok_or(UpstreamError::NoHost)?.to_string();
         let secure = uri.scheme_str() == Some("https");
         let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
@@ -478,61 +472,6 @@ fn describe_certificate_error(problem: &rustls::CertificateError) -> String {
         E::BadSignature => "its signature is invalid".to_string(),
         E::BadEncoding => "it is malformed".to_string(),
         other => format!("{other:?}"),
-    }
-}
-
-impl tower_service::Service<Uri> for UpstreamConnector {
-    type Response = UpstreamStream;
-    type Error = UpstreamError;
-    type Future = Pin<Box<dyn Future<Output = Result<UpstreamStream, UpstreamError>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        Box::pin(self.clone().connect(uri))
-    }
-}
-
-/// The pooled upstream clients.
-#[derive(Clone)]
-pub struct Upstream {
-    /// Offers `h2` and `http/1.1` by ALPN: HTTP/2 when the origin speaks it.
-    pub general: Client<UpstreamConnector, ProxyBody>,
-    /// HTTP/1.1 only, for WebSocket upgrades (RFC 6455 runs over an HTTP/1.1 upgrade).
-    pub http1: Client<UpstreamConnector, ProxyBody>,
-    pub resolver: Resolver,
-}
-
-impl Upstream {
-    pub fn new(
-        resolver: Resolver,
-        roots: Arc<rustls::RootCertStore>,
-        connect_timeout: Duration,
-        tls_timeout: Duration,
-    ) -> Result<Self, rustls::Error> {
-        let build = |alpn: &[&[u8]]| -> Result<_, rustls::Error> {
-            let connector = UpstreamConnector::new(
-                resolver.clone(),
-                client_tls(roots.clone(), alpn)?,
-                connect_timeout,
-                tls_timeout,
-            );
-            Ok(Client::builder(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .pool_timer(TokioTimer::new())
-                // Shorter than the common server keep-alive (Apache and Node.js close idle
-                // connections after 5 s), so the pool rarely hands out one the origin is closing.
-                .pool_idle_timeout(Duration::from_secs(4))
-                .pool_max_idle_per_host(256)
-                .build(connector))
-        };
-        Ok(Upstream {
-            general: build(&[b"h2", b"http/1.1"])?,
-            http1: build(&[b"http/1.1"])?,
-            resolver,
-        })
     }
 }
 

@@ -58,15 +58,15 @@ fn har_entry(rec: &TrafficRecord, redact: bool) -> Value {
                 .collect()
         })
         .unwrap_or_default();
-    let request_headers = headers(&rec.request_headers, redact);
-    let mut response_headers = headers(&rec.response_headers, redact);
+    let request_headers = headers(&rec.request_headers.pairs(), redact);
+    let mut response_headers = headers(&rec.response_headers.pairs(), redact);
     // An older log has no headers but may have the STS field: show that one.
     if rec.response_headers.is_empty() {
         if let Some(v) = &rec.sts {
             response_headers.push(json!({ "name": "Strict-Transport-Security", "value": v }));
         }
     }
-    let location = response_header(rec, "location").unwrap_or("");
+    let location = response_header(rec, "location").unwrap_or_default();
     let (status_text, redirect_url) = match rec.action {
         // What the proxy itself sends, as Chromium does (see hsts::upgrade).
         Action::HstsInternalRedirect => ("Internal Redirect".to_owned(), https_of(&url)),
@@ -76,10 +76,10 @@ fn har_entry(rec: &TrafficRecord, redact: bool) -> Value {
                 .and_then(|s| s.canonical_reason())
                 .unwrap_or("")
                 .to_owned(),
-            location.to_owned(),
+            location.into_owned(),
         ),
     };
-    let mime_type = response_header(rec, "content-type").unwrap_or("");
+    let mime_type = response_header(rec, "content-type").unwrap_or_default();
     let http_version = rec.http_version.as_deref().unwrap_or("");
     let mut entry = json!({
         "startedDateTime": har_ts(rec.ts),
@@ -90,7 +90,7 @@ fn har_entry(rec: &TrafficRecord, redact: bool) -> Value {
             "httpVersion": http_version,
             "headers": request_headers,
             "queryString": query,
-            "cookies": request_cookies(&rec.request_headers, redact),
+            "cookies": request_cookies(&rec.request_headers.pairs(), redact),
             "headersSize": -1,
             "bodySize": rec.request_bytes,
         },
@@ -99,7 +99,7 @@ fn har_entry(rec: &TrafficRecord, redact: bool) -> Value {
             "statusText": status_text,
             "httpVersion": http_version,
             "headers": response_headers,
-            "cookies": response_cookies(&rec.response_headers, redact),
+            "cookies": response_cookies(&rec.response_headers.pairs(), redact),
             "content": { "size": rec.response_bytes, "mimeType": mime_type },
             "redirectURL": redirect_url,
             "headersSize": -1,

@@ -4,16 +4,14 @@
 
 use super::{ReportError, SkippedLine};
 use crate::traffic::TrafficRecord;
+use std::borrow::Cow;
 use std::io::{self, Write};
 use std::path::Path;
 
 /// The first response field named `name` (case-insensitive, RFC 9110 §5.1), from the headers
 /// newer logs carry (none in older ones).
-pub fn response_header<'a>(rec: &'a TrafficRecord, name: &str) -> Option<&'a str> {
-    rec.response_headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+pub fn response_header<'a>(rec: &'a TrafficRecord, name: &str) -> Option<Cow<'a, str>> {
+    rec.response_headers.get(name)
 }
 
 pub(super) struct ParsedLog {

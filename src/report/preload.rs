@@ -8,6 +8,7 @@ use super::log::response_header;
 use crate::hsts::header::{parse_sts, StsPolicy};
 use crate::traffic::Action;
 use crate::traffic::TrafficRecord;
+use std::borrow::Cow;
 use std::fmt;
 use url::Url;
 
@@ -84,7 +85,7 @@ impl Observed {
                     // An older log has no headers: a redirect's target is unknown then.
                     let knows_location = !is_redirect || !rec.response_headers.is_empty();
                     if rec.action == Action::Forwarded && knows_location {
-                        let location = response_header(rec, "location").map(str::to_owned);
+                        let location = response_header(rec, "location").map(Cow::into_owned);
                         observed.http_root = Some((rec.status, location));
                     }
                 }

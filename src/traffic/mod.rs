@@ -13,7 +13,9 @@ use std::time::Duration;
 use thiserror::Error;
 use time::OffsetDateTime;
 
+mod headers;
 mod writer;
+pub use headers::HeaderList;
 pub use writer::{TrafficLog, DEFAULT_MAX_QUEUED};
 
 /// Errors of the traffic log. Only opening it can fail visibly; everything after that is
@@ -126,10 +128,10 @@ pub struct TrafficRecord {
     /// The request's fields as the client sent them, `[name, value]` in wire order, credentials
     /// redacted (see [`header_pairs`]).
     #[serde(default)]
-    pub request_headers: Vec<(String, String)>,
+    pub request_headers: HeaderList,
     /// The response's fields as sent to the client, likewise.
     #[serde(default)]
-    pub response_headers: Vec<(String, String)>,
+    pub response_headers: HeaderList,
 }
 
 /// What a redacted value is replaced with.
@@ -248,8 +250,8 @@ mod tests {
             id: 0,
             http_version: None,
             server_ip: None,
-            request_headers: vec![],
-            response_headers: vec![],
+            request_headers: HeaderList::default(),
+            response_headers: HeaderList::default(),
         }
     }
 
@@ -297,8 +299,8 @@ mod tests {
         r.id = 7;
         r.http_version = Some("HTTP/2".into());
         r.server_ip = Some("127.0.0.1".into());
-        r.request_headers = vec![("host".into(), "a.test".into())];
-        r.response_headers = vec![("set-cookie".into(), REDACTED.into())];
+        r.request_headers = vec![("host".into(), "a.test".into())].into();
+        r.response_headers = vec![("set-cookie".into(), REDACTED.into())].into();
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["id"], 7);
         assert_eq!(v["http_version"], "HTTP/2");

@@ -13,12 +13,17 @@
 //!   name, too few for 50 concurrent connections), and `resumed=` counts resumed handshakes.
 //! - `idle --url URL --conns N --secs T …`: opens N keep-alive connections (200 at a time),
 //!   sends one GET on each, prints `READY …`, holds them T seconds, then prints `RESULT`.
+//!   With an https:// URL through `--proxy`, each is a CONNECT tunnel with TLS inside.
+//! - `h2 --url https://… --conns N --streams S --secs T …`: N HTTP/2 connections (TLS, ALPN
+//!   `h2`, through CONNECT with `--proxy`), each keeping S streams busy with GETs for T
+//!   seconds (see [`h2load`]). The RESULT line adds `alpn=h2` and the server's stream limit.
 //! - `preload --count N --out FILE`: writes a Chromium-format preload list of N entries.
 //! - `freeport`: prints a free loopback TCP port.
 //!
 //! It runs on a single-threaded runtime: bench/run.sh pins it to one core.
 //! Nothing here resolves names: the address to connect to is always given as an IP.
 
+mod h2load;
 mod http1;
 
 use http1::{Conn, Stream};
@@ -86,6 +91,7 @@ struct Opts {
     host_pattern: String,
     host_offset: usize,
     resume: bool,
+    streams: usize,
     count: usize,
     out: Option<PathBuf>,
 }
@@ -103,6 +109,7 @@ impl Opts {
             host_pattern: "h{}.bench.test".to_string(),
             host_offset: 0,
             resume: false,
+            streams: 100,
             count: 150_000,
             out: None,
         };
@@ -124,6 +131,7 @@ impl Opts {
                 "--hosts" => opts.hosts = value.parse().map_err(|_| bad("a count"))?,
                 "--host-pattern" => opts.host_pattern = value,
                 "--host-offset" => opts.host_offset = value.parse().map_err(|_| bad("a count"))?,
+                "--streams" => opts.streams = value.parse().map_err(|_| bad("a count"))?,
                 "--count" => opts.count = value.parse().map_err(|_| bad("a count"))?,
                 "--out" => opts.out = Some(PathBuf::from(value)),
                 _ => return Err(format!("unknown option {flag}")),
@@ -146,8 +154,13 @@ struct Plan {
     deadline: Instant,
 }
 
+/// ALPN offers: HTTP/1.1 only for the HTTP/1.1 modes; for `h2`, what browsers offer (the
+/// server must pick `h2`, which [`h2load`] checks).
+const ALPN_HTTP1: &[&[u8]] = &[b"http/1.1"];
+const ALPN_H2: &[&[u8]] = &[b"h2", b"http/1.1"];
+
 impl Plan {
-    fn new(opts: &Opts, resume: bool) -> Result<Plan, String> {
+    fn new(opts: &Opts, resume: bool, alpn: &[&[u8]]) -> Result<Plan, String> {
         let url = opts.url.clone().ok_or("--url is required")?;
         let (addr, via_proxy) = match (opts.proxy, opts.connect) {
             (Some(proxy), None) => (proxy, true),
@@ -155,7 +168,7 @@ impl Plan {
             _ => return Err("give exactly one of --proxy ADDR and --connect ADDR".into()),
         };
         let tls = if url.tls {
-            Some(TlsConnector::from(client_config(&opts.ca, resume)?))
+            Some(TlsConnector::from(client_config(&opts.ca, resume, alpn)?))
         } else {
             None
         };
@@ -195,10 +208,20 @@ impl Plan {
 
     /// Opens a connection ready for requests to `host`; returns whether TLS resumed.
     async fn open(&self, host: &str) -> std::io::Result<(Conn, bool)> {
+        let (stream, resumed, _) = self.open_stream(host).await?;
+        Ok((Conn::new(stream), resumed))
+    }
+
+    /// Opens a byte stream to `host` (TCP, CONNECT, TLS as the plan says); returns it, whether
+    /// TLS resumed and the protocol the server chose by ALPN.
+    async fn open_stream(
+        &self,
+        host: &str,
+    ) -> std::io::Result<(Box<dyn Stream>, bool, Option<Vec<u8>>)> {
         let tcp = TcpStream::connect(self.addr).await?;
         tcp.set_nodelay(true)?;
         let Some(tls) = &self.tls else {
-            return Ok((Conn::new(Box::new(tcp)), false));
+            return Ok((Box::new(tcp), false, None));
         };
         let tcp = if self.via_proxy {
             let mut conn = Conn::new(Box::new(tcp));
@@ -211,19 +234,25 @@ impl Plan {
         let name = ServerName::try_from(host.to_string())
             .map_err(|_| std::io::Error::other(format!("bad server name {host}")))?;
         let stream = tls.connect(name, tcp).await?;
+        let session = stream.get_ref().1;
         let resumed = matches!(
-            stream.get_ref().1.handshake_kind(),
+            session.handshake_kind(),
             Some(rustls::HandshakeKind::Resumed)
         );
-        Ok((Conn::new(Box::new(stream)), resumed))
+        let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
+        Ok((Box::new(stream), resumed, alpn))
     }
 }
 
-/// TLS client settings trusting the given CA files only; HTTP/1.1 by ALPN; cipher suites in
+/// TLS client settings trusting the given CA files only; `alpn` offered; cipher suites in
 /// the order browsers offer them (AES-128-GCM first, where rustls' default puts AES-256-GCM
 /// first), since the server takes the client's preference and the suite's hash (SHA-256 or
 /// SHA-384) sets the cost of the TLS 1.3 key schedule.
-fn client_config(cas: &[PathBuf], resume: bool) -> Result<Arc<rustls::ClientConfig>, String> {
+fn client_config(
+    cas: &[PathBuf],
+    resume: bool,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
     for path in cas {
         let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -245,7 +274,7 @@ fn client_config(cas: &[PathBuf], resume: bool) -> Result<Arc<rustls::ClientConf
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     if !resume {
         // Every handshake a full one: what a client meeting the host for the first time pays.
         config.resumption = rustls::client::Resumption::disabled();
@@ -261,6 +290,8 @@ struct Tally {
     resumed: u64,
     body_bytes: u64,
     first_error: Option<String>,
+    /// More `key=value` fields for the RESULT line (the h2 mode's ALPN and stream limit).
+    extra: String,
 }
 
 impl Tally {
@@ -293,14 +324,15 @@ impl Tally {
         };
         let n = self.latencies_us.len();
         println!(
-            "RESULT mode={mode} requests={n} secs={:.3} rps={:.1} p50_us={} p99_us={} errors={} resumed={} body_bytes_avg={}",
+            "RESULT mode={mode} requests={n} secs={:.3} rps={:.1} p50_us={} p99_us={} errors={} resumed={} body_bytes_avg={}{}",
             elapsed.as_secs_f64(),
             n as f64 / elapsed.as_secs_f64(),
             pct(50.0),
             pct(99.0),
             self.errors,
             self.resumed,
-            self.body_bytes / (n.max(1) as u64)
+            self.body_bytes / (n.max(1) as u64),
+            self.extra
         );
         if let Some(err) = self.first_error {
             eprintln!("loadgen: first error: {err}");
@@ -407,7 +439,7 @@ async fn newconn_worker(
 }
 
 async fn run_load(opts: Opts, mode: &str) -> Result<(), String> {
-    let plan = Arc::new(Plan::new(&opts, opts.resume)?);
+    let plan = Arc::new(Plan::new(&opts, opts.resume, ALPN_HTTP1)?);
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(opts.conns);
     for id in 0..opts.conns {
@@ -416,7 +448,9 @@ async fn run_load(opts: Opts, mode: &str) -> Result<(), String> {
             "keepalive" => tokio::spawn(keepalive_worker(plan, id)),
             _ => {
                 let own_tls = match (opts.resume, plan.url.tls) {
-                    (true, true) => Some(TlsConnector::from(client_config(&opts.ca, true)?)),
+                    (true, true) => Some(TlsConnector::from(client_config(
+                        &opts.ca, true, ALPN_HTTP1,
+                    )?)),
                     _ => None,
                 };
                 tokio::spawn(newconn_worker(plan, id, opts.conns, own_tls))
@@ -433,7 +467,7 @@ async fn run_load(opts: Opts, mode: &str) -> Result<(), String> {
 
 /// Opens `conns` keep-alive connections with one request each and holds them.
 async fn run_idle(opts: Opts) -> Result<(), String> {
-    let plan = Arc::new(Plan::new(&opts, false)?);
+    let plan = Arc::new(Plan::new(&opts, false, ALPN_HTTP1)?);
     let start = Instant::now();
     let open_one = |plan: Arc<Plan>, id: usize| async move {
         let host = plan.host(id);
@@ -510,7 +544,7 @@ fn write_preload(opts: &Opts) -> Result<(), String> {
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let Some(command) = args.next() else {
-        eprintln!("usage: strictproxy-loadgen keepalive|newconn|idle|preload|freeport [options] (see the source's header)");
+        eprintln!("usage: strictproxy-loadgen keepalive|newconn|idle|h2|preload|freeport [options] (see the source's header)");
         return ExitCode::from(2);
     };
     let opts = match Opts::parse(args) {
@@ -533,6 +567,7 @@ fn main() -> ExitCode {
     let result = match command.as_str() {
         "keepalive" | "newconn" => runtime.block_on(run_load(opts, &command)),
         "idle" => runtime.block_on(run_idle(opts)),
+        "h2" => runtime.block_on(h2load::run(opts)),
         "preload" => write_preload(&opts),
         "freeport" => std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -574,11 +609,11 @@ mod tests {
             connect: (!proxy).then(|| "127.0.0.1:2".parse().unwrap()),
             ..Opts::parse(std::iter::empty()).unwrap()
         };
-        let plan = Plan::new(&opts(true, "http://bench.test:81/x"), false).unwrap();
+        let plan = Plan::new(&opts(true, "http://bench.test:81/x"), false, ALPN_HTTP1).unwrap();
         assert!(String::from_utf8(plan.request("bench.test"))
             .unwrap()
             .starts_with("GET http://bench.test:81/x HTTP/1.1\r\nHost: bench.test:81\r\n"));
-        let plan = Plan::new(&opts(false, "http://bench.test:81/x"), false).unwrap();
+        let plan = Plan::new(&opts(false, "http://bench.test:81/x"), false, ALPN_HTTP1).unwrap();
         assert!(String::from_utf8(plan.request("bench.test"))
             .unwrap()
             .starts_with("GET /x HTTP/1.1\r\n"));
@@ -602,7 +637,7 @@ mod tests {
         )
         .unwrap();
         opts.host_pattern = "h{}.bench.test".into();
-        let plan = Plan::new(&opts, false).unwrap();
+        let plan = Plan::new(&opts, false, ALPN_HTTP1).unwrap();
         let names: Vec<String> = (0..4).map(|i| plan.host(i)).collect();
         assert_eq!(
             names,
