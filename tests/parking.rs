@@ -12,9 +12,9 @@ use strictproxy::proxy::park::PARK_AFTER;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Longer than a park takes to happen.
+/// Longer than a park takes to happen (one to two `PARK_AFTER` periods after the last read).
 fn past_park() -> Duration {
-    PARK_AFTER + Duration::from_millis(700)
+    PARK_AFTER * 2 + Duration::from_millis(500)
 }
 
 /// A proxy with these limits and timeouts (keys `Overrides` lacks).
@@ -74,7 +74,7 @@ async fn a_new_connection_whose_first_byte_comes_late_is_served_and_kept_alive()
 async fn a_parked_connection_is_still_closed_by_the_idle_timeout_and_a_late_head_by_the_guard()
 {
     let origin = Origin::http().await;
-    let proxy = start_with_toml("header_read_timeout_secs = 1\nidle_timeout_secs = 3\n").await;
+    let proxy = start_with_toml("header_read_timeout_secs = 1\nidle_timeout_secs = 4\n").await;
     let base = format!("http://origin.test:{}", origin.port());
 
     // Never a byte: parked from the start, closed at the idle timeout.
@@ -83,8 +83,8 @@ async fn a_parked_connection_is_still_closed_by_the_idle_timeout_and_a_late_head
     assert!(silent.closed_within(Duration::from_secs(10)).await);
     let elapsed = start.elapsed();
     assert!(
-        elapsed >= Duration::from_millis(2900) && elapsed < Duration::from_secs(6),
-        "a silent connection closed after {elapsed:?}, expected the 3 s idle timeout"
+        elapsed >= Duration::from_millis(3900) && elapsed < Duration::from_secs(7),
+        "a silent connection closed after {elapsed:?}, expected the 4 s idle timeout"
     );
 
     // Parked between requests, then half a head: the guard runs from that head's first byte.

@@ -18,7 +18,7 @@
 //! upgraded connections (CONNECT, `101`) never park: their [`HeadWatch`] is off.
 //!
 //! A busy keep-alive connection never parks (its waits are shorter than [`PARK_AFTER`]); what
-//! it pays is a clock read per wait and, at most once per [`PARK_AFTER`], a timer reset.
+//! it pays is a flag test per request and, at most once per [`PARK_AFTER`], a timer reset.
 
 use crate::proxy::head_timeout::HeadWatch;
 use crate::proxy::state::Shared;
@@ -39,7 +39,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-/// How long a keep-alive connection waits for its next request before it is parked. Long
+/// How long a keep-alive connection waits for its next request before it is parked (up to
+/// twice this: see [`Lease::park_due`]). Long
 /// enough that back-to-back requests never pay for a new hyper connection, short enough that
 /// thousands of idle browser connections hold only their sockets.
 pub const PARK_AFTER: Duration = Duration::from_secs(1);
@@ -121,6 +122,7 @@ where
             Some(back) => io = back,
             None => return Ok(()),
         }
+        tracing::trace!("connection parked");
     }
 }
 
@@ -192,9 +194,9 @@ pub struct Lease<I> {
     flushed: bool,
     /// Whether hyper's last read found nothing to read (it is waiting for the task's waker).
     read_pending: bool,
-    /// Since when hyper has been waiting for a head, with nothing left to send.
-    idle_since: Option<Instant>,
-    /// Made on the first wait only; re-armed lazily (see [`Lease::park_due`]).
+    /// Whether anything was read since the park timer's period began.
+    read_since_armed: bool,
+    /// Made on the first wait only; one period at a time (see [`Lease::park_due`]).
     timer: Option<Pin<Box<Sleep>>>,
     parked: bool,
 }
@@ -212,30 +214,34 @@ impl<I> Lease<I> {
             peeked_len: n as u8,
             flushed: true,
             read_pending: false,
-            idle_since: None,
+            read_since_armed: true,
             timer: None,
             parked: false,
         }
     }
 
-    /// Whether the wait for the next head has lasted [`PARK_AFTER`]. The timer is armed for
-    /// the first wait and, when it fires early (the connection was busy meanwhile), moved to
-    /// the current wait's end: a busy connection resets it at most once per [`PARK_AFTER`].
+    /// Whether the connection, waiting for its next head with everything sent, has read
+    /// nothing for [`PARK_AFTER`]. The timer runs in periods: when one ends with no read in
+    /// it, the connection parks; when reads happened, the next period starts. So a wait parks
+    /// between one and two periods after the last read, and a busy connection pays a timer
+    /// reset once per period and otherwise a flag test per request (no clock read).
     fn park_due(&mut self, cx: &mut Context<'_>) -> bool {
-        let since = *self.idle_since.get_or_insert_with(Instant::now);
-        let deadline = since + PARK_AFTER;
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        loop {
-            if timer.as_mut().poll(cx).is_pending() {
-                return false;
+        let timer = match &mut self.timer {
+            None => self
+                .timer
+                .insert(Box::pin(tokio::time::sleep(PARK_AFTER))),
+            // Running, and registered with this task's waker when it was armed.
+            Some(timer) if !timer.is_elapsed() => return false,
+            Some(_) if !self.read_since_armed => return true,
+            Some(timer) => {
+                timer.as_mut().reset(Instant::now() + PARK_AFTER);
+                timer
             }
-            if deadline <= Instant::now() {
-                return true;
-            }
-            timer.as_mut().reset(deadline);
-        }
+        };
+        self.read_since_armed = false;
+        // Registers the waker; a fresh period cannot have ended yet.
+        let _ = timer.as_mut().poll(cx);
+        false
     }
 }
 
@@ -268,6 +274,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for Lease<I> {
             return Poll::Ready(Err(given_back()));
         };
         if this.peeked_len > 0 {
+            this.read_since_armed = true;
             // The peeked bytes and whatever follows them in one read, so hyper parses the
             // head from one buffer instead of growing it for a short first read.
             let n = usize::from(this.peeked_len).min(buf.remaining());
@@ -282,7 +289,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for Lease<I> {
         }
         match Pin::new(io).poll_read(cx, buf) {
             Poll::Ready(result) => {
-                this.idle_since = None;
+                this.read_since_armed = true;
                 this.read_pending = false;
                 Poll::Ready(result)
             }
