@@ -67,10 +67,29 @@ impl PoolError {
 }
 
 /// An origin: the connections to it are interchangeable.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug)]
 struct Origin {
     secure: bool,
     authority: Authority,
+}
+
+// By the authority's text as it is: the router writes it lowercase already, and `Authority`'s
+// own case-insensitive `Hash` feeds the hasher a byte at a time (~2,500 instructions a request
+// in SipHash for the pool's two lookups; issue 15). Two spellings of one origin would only
+// make two idle lists.
+impl PartialEq for Origin {
+    fn eq(&self, other: &Self) -> bool {
+        self.secure == other.secure && self.authority.as_str() == other.authority.as_str()
+    }
+}
+
+impl Eq for Origin {}
+
+impl std::hash::Hash for Origin {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.secure.hash(state);
+        self.authority.as_str().hash(state);
+    }
 }
 
 struct Idle {
