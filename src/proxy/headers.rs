@@ -35,7 +35,7 @@ pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
 /// are kept, since the upgrade must reach the origin for the handshake to happen.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_websocket_upgrade: bool) {
     // Fields named by Connection are hop-by-hop too (§7.6.1); collect before removing it.
-    let mut named: Vec<HeaderName> = Vec::new();
+    let mut doomed: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
         if let Ok(text) = value.to_str() {
             for token in text.split(',') {
@@ -44,22 +44,24 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_websocket_upgrade: bool) {
                     continue;
                 }
                 if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                    named.push(name);
+                    doomed.push(name);
                 }
             }
         }
     }
-    for name in named {
-        headers.remove(name);
+    // One pass over the names present rather than a removal (a hash lookup) per name in the
+    // list: most messages carry one hop-by-hop field or none (issue 15).
+    for name in headers.keys() {
+        if HOP_BY_HOP.contains(name) || (!keep_websocket_upgrade && name == header::UPGRADE) {
+            doomed.push(name.clone());
+        }
     }
-    for name in &HOP_BY_HOP {
+    for name in doomed {
         headers.remove(name);
     }
     if keep_websocket_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    } else {
-        headers.remove(header::UPGRADE);
     }
 }
 

@@ -190,7 +190,11 @@ async fn forward(
             let (_, now) = tokio::sync::oneshot::channel();
             // Boxed: the rare retry's future would otherwise double the size of every
             // request's future (hyper copies it into place per request; issue 15).
-            let again = Box::pin(response_within(client.request(retry), now, response_timeout));
+            let again = Box::pin(response_within(
+                client.request(retry),
+                now,
+                response_timeout,
+            ));
             match again.await {
                 Some(result) => result,
                 None => return forward_failure(&shared, exchange, timed_out()),
