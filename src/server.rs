@@ -139,7 +139,10 @@ fn http1_builder(config: &Config) -> hyper::server::conn::http1::Builder {
         .timer(TokioTimer::new())
         .header_read_timeout(None)
         .keep_alive(true)
-        .max_buf_size(config.max_header_bytes.max(8192));
+        .max_buf_size(config.max_header_bytes.max(8192))
+        // The buffer limit alone is loose (a read may carry a head past it whole); this one
+        // counts the head itself: past it, 431.
+        .max_header_size(config.max_header_bytes);
     builder
 }
 
