@@ -71,8 +71,7 @@ async fn a_new_connection_whose_first_byte_comes_late_is_served_and_kept_alive()
 }
 
 #[tokio::test]
-async fn a_parked_connection_is_still_closed_by_the_idle_timeout_and_a_late_head_by_the_guard()
-{
+async fn a_parked_connection_is_still_closed_by_the_idle_timeout_and_a_late_head_by_the_guard() {
     let origin = Origin::http().await;
     let proxy = start_with_toml("header_read_timeout_secs = 1\nidle_timeout_secs = 4\n").await;
     let base = format!("http://origin.test:{}", origin.port());

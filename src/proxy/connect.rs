@@ -56,10 +56,7 @@ pub async fn open(
     } = target;
     // The same for the authority the tunnel keeps (parsed from the head, it shares hyper's
     // buffer): a copy of its own.
-    let authority = authority
-        .as_str()
-        .parse::<Authority>()
-        .unwrap_or(authority);
+    let authority = authority.as_str().parse::<Authority>().unwrap_or(authority);
     let span = tracing::Span::current();
 
     if passthrough {
@@ -140,7 +137,8 @@ pub async fn open(
 fn detached(headers: &http::HeaderMap) -> http::HeaderMap {
     let mut owned = http::HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
-        let mut copy = http::HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        let mut copy =
+            http::HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
         copy.set_sensitive(value.is_sensitive());
         owned.append(name.clone(), copy);
     }

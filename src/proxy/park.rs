@@ -227,9 +227,7 @@ impl<I> Lease<I> {
     /// reset once per period and otherwise a flag test per request (no clock read).
     fn park_due(&mut self, cx: &mut Context<'_>) -> bool {
         let timer = match &mut self.timer {
-            None => self
-                .timer
-                .insert(Box::pin(tokio::time::sleep(PARK_AFTER))),
+            None => self.timer.insert(Box::pin(tokio::time::sleep(PARK_AFTER))),
             // Running, and registered with this task's waker when it was armed.
             Some(timer) if !timer.is_elapsed() => return false,
             Some(_) if !self.read_since_armed => return true,
