@@ -33,6 +33,50 @@ async fn start_with_toml(toml: &str) -> TestProxy {
     }
 }
 
+/// Counts the proxy's "connection parked" trace lines (on this thread: `#[tokio::test]`'s
+/// current-thread runtime runs the proxy's tasks here too).
+struct Parks {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+#[derive(Clone)]
+struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Parks {
+    fn watch() -> Parks {
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Sink(lines.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "strictproxy::proxy::park=trace",
+            ))
+            .finish();
+        Parks {
+            lines,
+            _guard: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    fn count(&self) -> usize {
+        String::from_utf8_lossy(&self.lines.lock().unwrap())
+            .matches("connection parked")
+            .count()
+    }
+}
+
 async fn response(conn: &mut hostile::RawConn<TcpStream>) -> hostile::RawResponse {
     tokio::time::timeout(Duration::from_secs(10), conn.read_response("GET"))
         .await
@@ -42,6 +86,7 @@ async fn response(conn: &mut hostile::RawConn<TcpStream>) -> hostile::RawRespons
 
 #[tokio::test]
 async fn a_new_connection_whose_first_byte_comes_late_is_served_and_kept_alive() {
+    let parks = Parks::watch();
     let origin = Origin::http().await;
     let proxy = start_with_toml("header_read_timeout_secs = 2\nidle_timeout_secs = 30\n").await;
     let base = format!("http://origin.test:{}", origin.port());
@@ -68,6 +113,43 @@ async fn a_new_connection_whose_first_byte_comes_late_is_served_and_kept_alive()
     assert_eq!(response(&mut conn).await.status, 200);
     assert_eq!(origin.count("/late"), 1);
     assert_eq!(origin.count("/again"), 1);
+    assert_eq!(
+        parks.count(),
+        1,
+        "the wait between the two requests did not park"
+    );
+}
+
+#[tokio::test]
+async fn an_intercepted_tls_connection_parks_between_requests_and_serves_the_next() {
+    let parks = Parks::watch();
+    let ca = TestCa::new();
+    let origin = Origin::https_h1(&ca).await;
+    let dir = tempfile::tempdir().unwrap();
+    let o = overrides(dir.path(), Some(&ca));
+    let proxy = start_proxy_in(dir, o).await;
+    let authority = format!("secure.test:{}", origin.port());
+    let stream = open_tunnel(proxy.addr(), &authority).await;
+    let connector = tokio_rustls::TlsConnector::from(trusting_proxy(&proxy, true, &[b"http/1.1"]));
+    let tls = connector
+        .connect("secure.test".try_into().unwrap(), stream)
+        .await
+        .unwrap();
+    let mut conn = hostile::RawConn::new(tls);
+    for path in ["/one", "/two", "/three"] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+        conn.stream.write_all(request.as_bytes()).await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(10), conn.read_response("GET"))
+            .await
+            .expect("no response within 10 s")
+            .expect("the tunnel closed instead of answering");
+        assert_eq!(answer.status, 200, "{path}");
+        assert_eq!(answer.text(), format!("GET {path} 0\n"));
+        if path != "/three" {
+            tokio::time::sleep(past_park()).await;
+        }
+    }
+    assert_eq!(parks.count(), 2, "the intercepted connection did not park");
 }
 
 #[tokio::test]
