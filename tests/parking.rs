@@ -265,3 +265,31 @@ async fn shutdown_closes_parked_connections_without_waiting_out_the_grace_period
         "a parked connection outlived the proxy"
     );
 }
+
+#[tokio::test]
+async fn a_pipelined_head_begun_during_a_response_is_not_cut_by_a_park() {
+    let origin = Origin::http().await;
+    let proxy = start_with_toml("idle_timeout_secs = 30\nheader_read_timeout_secs = 30\n").await;
+    let base = format!("http://origin.test:{}", origin.port());
+    let mut conn = hostile::RawConn::new(TcpStream::connect(proxy.addr()).await.unwrap());
+    // A big response the client does not read yet, and the start of the next head behind it:
+    // the proxy reads those bytes while the first exchange is in flight.
+    let size = 8 << 20;
+    let next = hostile::get(&format!("{base}/next"));
+    let (begun, rest) = next.split_at(20);
+    conn.stream
+        .write_all(hostile::get(&format!("{base}/big/{size}")).as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    conn.stream.write_all(begun.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let big = response(&mut conn).await;
+    assert_eq!(big.body.len(), size);
+    // Idle past a park with half a head buffered: the rest must still make a request.
+    tokio::time::sleep(past_park()).await;
+    conn.stream.write_all(rest.as_bytes()).await.unwrap();
+    let answer = response(&mut conn).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.text(), "GET /next 0\n");
+}

@@ -88,6 +88,12 @@ impl HeadWatch {
         self.state() == WAITING
     }
 
+    /// Whether a parsed request's exchange is in flight (bytes read now are its body, or a
+    /// pipelined request the server has not parsed yet).
+    pub fn busy(&self) -> bool {
+        self.state() == BUSY
+    }
+
     /// The exchange is over: the next byte starts a new head.
     fn exchange_done(&self) {
         let _ = self

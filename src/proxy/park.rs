@@ -17,6 +17,12 @@
 //! head arms the slowloris guard ([`crate::proxy::head_timeout`]) as before. HTTP/2 and
 //! upgraded connections (CONNECT, `101`) never park: their [`HeadWatch`] is off.
 //!
+//! One case parks wrongly: half a pipelined head that came in the same read as the whole
+//! request before it, then a stall past the park delay; hyper holds those bytes, takes the
+//! end-of-stream as a cut head and the connection closes (the slowloris guard does not time
+//! that head either: its bytes came while the exchange before it was in flight). Half a head
+//! read in a later read, while that exchange runs, keeps the connection from parking.
+//!
 //! A busy keep-alive connection never parks (its waits are shorter than [`PARK_AFTER`]); what
 //! it pays is a flag test per request and, at most once per [`PARK_AFTER`], a timer reset.
 
@@ -194,6 +200,10 @@ pub struct Lease<I> {
     flushed: bool,
     /// Whether hyper's last read found nothing to read (it is waiting for the task's waker).
     read_pending: bool,
+    /// Whether the last bytes read came while an exchange was in flight: a request body, or
+    /// a pipelined head hyper may hold partly in its buffer, which an end-of-stream would
+    /// turn into a cut head. Such a connection does not park until it reads a head anew.
+    read_while_busy: bool,
     /// Whether anything was read since the park timer's period began.
     read_since_armed: bool,
     /// Made on the first wait only; one period at a time (see [`Lease::park_due`]).
@@ -214,10 +224,16 @@ impl<I> Lease<I> {
             peeked_len: n as u8,
             flushed: true,
             read_pending: false,
+            read_while_busy: false,
             read_since_armed: true,
             timer: None,
             parked: false,
         }
+    }
+
+    /// Whether the connection is between requests with nothing left to send or to parse.
+    fn may_park(&self) -> bool {
+        self.flushed && !self.read_while_busy && self.watch.waiting()
     }
 
     /// Whether the connection, waiting for its next head with everything sent, has read
@@ -289,11 +305,12 @@ impl<I: AsyncRead + Unpin> AsyncRead for Lease<I> {
             Poll::Ready(result) => {
                 this.read_since_armed = true;
                 this.read_pending = false;
+                this.read_while_busy = this.watch.busy();
                 Poll::Ready(result)
             }
             Poll::Pending => {
                 this.read_pending = true;
-                if this.flushed && this.watch.waiting() && this.park_due(cx) {
+                if this.may_park() && this.park_due(cx) {
                     // End-of-stream between requests: hyper ends this connection quietly.
                     this.parked = true;
                     Poll::Ready(Ok(()))
@@ -349,7 +366,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Lease<I> {
             this.flushed = true;
             // hyper asked for the next head before the response was out (it reads first in
             // each turn): arm the park timer now, on the same task, so the wait is timed.
-            if this.read_pending && this.watch.waiting() && this.park_due(cx) {
+            if this.read_pending && this.may_park() && this.park_due(cx) {
                 cx.waker().wake_by_ref();
             }
         }
