@@ -22,6 +22,9 @@
 #   warn    the same with RUST_LOG=warn: no per-exchange console line
 #   h1      HTTPS through CONNECT, intercepted, HTTP/1.1 inside the tunnel (curl --http1.1)
 #   h2      the same with HTTP/2 inside the tunnel (curl's default by ALPN)
+#   hud-plain, hud-h1   plain and h1 through the hudsucker 0.25 peer (bench/hudsucker-peer,
+#           built by bench/setup.sh; PEER_BIN overrides it), counted the same way: "ahead of
+#           the peer" without timing noise. Skipped when the peer is not built.
 # A direct connection has no proxy process to count, so it has no row: the figures are the
 # proxy's own cost per request.
 #
@@ -67,6 +70,7 @@ for tool in "$NGINX" valgrind curl openssl; do
     command -v "$tool" >/dev/null || { echo "callgrind.sh: $tool is missing" >&2; exit 1; }
 done
 [[ -x $PROXY_BIN ]] || { echo "callgrind.sh: $PROXY_BIN is missing" >&2; exit 1; }
+PEER_BIN=${PEER_BIN:-$BENCH/hudsucker-peer/target/release/hudsucker-peer}
 
 WORK=$(mktemp -d /tmp/strictproxy-callgrind.XXXXXX)
 PIDS=()
@@ -135,14 +139,20 @@ count() {
     local scen=$1 n=$2 url level="" out="$WORK/callgrind.out.$1.$2"
     local -a curl_opts=(-x "http://127.0.0.1:$PROXY_PORT")
     case $scen in
-        plain) url=$PLAIN_URL ;;
+        plain | hud-plain) url=$PLAIN_URL ;;
         warn) url=$PLAIN_URL; level=warn ;;
-        h1) url=$HTTPS_URL; curl_opts+=(--cacert "$WORK/proxy-ca/ca.pem" --http1.1) ;;
+        h1 | hud-h1) url=$HTTPS_URL; curl_opts+=(--cacert "$WORK/proxy-ca/ca.pem" --http1.1) ;;
         h2) url=$HTTPS_URL; curl_opts+=(--cacert "$WORK/proxy-ca/ca.pem" --http2) ;;
     esac
+    local -a cmd=("$PROXY_BIN" --config "$WORK/proxy.toml")
+    if [[ $scen == hud-* ]]; then
+        # The peer on the same port, with the proxy's CA and the origin's test CA.
+        cmd=("$PEER_BIN" "127.0.0.1:$PROXY_PORT" "$WORK/proxy-ca/ca.pem"
+            "$WORK/proxy-ca/ca-key.pem" "$WORK/origin-ca.pem" 1000)
+    fi
     # RUST_LOG unset means the proxy's default (info: one console line per exchange).
     env ${level:+RUST_LOG=$level} valgrind --tool=callgrind --callgrind-out-file="$out" \
-        "$PROXY_BIN" --config "$WORK/proxy.toml" >"$WORK/proxy.$scen.$n.log" 2>&1 &
+        "${cmd[@]}" >"$WORK/proxy.$scen.$n.log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
     wait_port "$PROXY_PORT" "$pid" || { cat "$WORK/proxy.$scen.$n.log" >&2; exit 1; }
@@ -170,11 +180,18 @@ count() {
 }
 
 NAMES=(plain warn h1 h2)
+if [[ -x $PEER_BIN ]]; then
+    NAMES+=(hud-plain hud-h1)
+elif [[ -z $ONLY ]] || [[ $ONLY == *hud-* ]]; then
+    log "callgrind.sh: no hudsucker peer at $PEER_BIN (bench/setup.sh builds it): no peer rows"
+fi
 declare -A LABEL=(
     [plain]="plain HTTP 100 B"
     [warn]="plain HTTP 100 B, \`RUST_LOG=warn\` (no per-exchange console line)"
     [h1]="MITM, HTTP/1.1 inside the tunnel"
     [h2]="MITM, HTTP/2 inside the tunnel (curl's default)"
+    [hud-plain]="hudsucker 0.25 peer: plain HTTP 100 B"
+    [hud-h1]="hudsucker 0.25 peer: MITM, HTTP/1.1 inside the tunnel"
 )
 declare -A RESULT
 for scen in "${NAMES[@]}"; do
