@@ -46,9 +46,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 /// How long a keep-alive connection waits for its next request before it is parked (up to
-/// twice this: see [`Lease::park_due`]). Long
-/// enough that back-to-back requests never pay for a new hyper connection, short enough that
-/// thousands of idle browser connections hold only their sockets.
+/// twice this: see [`Lease::park_due`]). Long enough that back-to-back requests never pay for
+/// a new hyper connection, short enough that thousands of idle browser connections hold only
+/// their sockets.
 pub const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// The client connection preface of HTTP/2 (RFC 9113 §3.4): its first bytes.
