@@ -38,13 +38,17 @@ impl Resolve for SystemResolver {
 /// The names of the system hosts file, normalized.
 #[derive(Clone, Debug, Default)]
 pub struct HostsFile {
-    names: HashMap<String, Vec<IpAddr>>,
+    names: NameMap<Vec<IpAddr>>,
 }
+
+/// Name → value, hashed with foldhash (seeded per process) rather than SipHash: both maps are
+/// looked up on every request (~1,500 instructions of SipHash; issue 15).
+type NameMap<V> = hashbrown::HashMap<String, V>;
 
 impl HostsFile {
     /// Parses hosts(5): `address name [aliases…]`, `#` comments; unreadable lines are skipped.
     pub fn parse(text: &str) -> HostsFile {
-        let mut names: HashMap<String, Vec<IpAddr>> = HashMap::new();
+        let mut names: NameMap<Vec<IpAddr>> = NameMap::new();
         for line in text.lines() {
             let line = line.split('#').next().unwrap_or_default();
             let mut fields = line.split_whitespace();
@@ -84,7 +88,7 @@ impl HostsFile {
 /// The addresses known without DNS: `--resolve` mappings and the hosts file.
 #[derive(Clone, Debug, Default)]
 pub struct AddressBook {
-    overrides: HashMap<String, IpAddr>,
+    overrides: NameMap<IpAddr>,
     hosts: HostsFile,
 }
 

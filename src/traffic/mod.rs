@@ -140,7 +140,7 @@ pub const REDACTED: &str = "[redacted]";
 /// The fields whose values are credentials: never written out unless the operator opts out
 /// (config `redact_credentials = false`). HAR exporters (Chrome DevTools "sanitized HAR") mask
 /// the same four.
-pub const CREDENTIAL_FIELDS: [http::HeaderName; 4] = [
+pub static CREDENTIAL_FIELDS: [http::HeaderName; 4] = [
     http::header::AUTHORIZATION,
     http::header::PROXY_AUTHORIZATION,
     http::header::COOKIE,
