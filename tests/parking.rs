@@ -35,45 +35,15 @@ async fn start_with_toml(toml: &str) -> TestProxy {
 
 /// Counts the proxy's "connection parked" trace lines (on this thread: `#[tokio::test]`'s
 /// current-thread runtime runs the proxy's tasks here too).
-struct Parks {
-    lines: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
-    _guard: tracing::subscriber::DefaultGuard,
-}
-
-#[derive(Clone)]
-struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+struct Parks(hostile::LogCapture);
 
 impl Parks {
     fn watch() -> Parks {
-        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = Sink(lines.clone());
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || sink.clone())
-            .with_ansi(false)
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "strictproxy::proxy::park=trace",
-            ))
-            .finish();
-        Parks {
-            lines,
-            _guard: tracing::subscriber::set_default(subscriber),
-        }
+        Parks(hostile::capture_logs_with("strictproxy::proxy::park=trace"))
     }
 
     fn count(&self) -> usize {
-        String::from_utf8_lossy(&self.lines.lock().unwrap())
-            .matches("connection parked")
-            .count()
+        self.0.text().matches("connection parked").count()
     }
 }
 

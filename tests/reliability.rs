@@ -149,29 +149,6 @@ fn raw_response(status_line: &str, fields: &[&[u8]], body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A `tracing` writer that keeps what it is given, to count the proxy's log lines.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines_containing(&self, needle: &str) -> usize {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .filter(|l| l.contains(needle))
-            .count()
-    }
-}
-
 /// Polls `check` every 20 ms until it holds or `limit` passes.
 async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
@@ -350,15 +327,8 @@ async fn plain_http_inside_connect_is_served_with_hsts_applied() {
 
 #[tokio::test]
 async fn bytes_that_are_neither_tls_nor_http_close_the_tunnel_with_one_log_line() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .finish();
     // The test runtime is single-threaded: the proxy's tasks log through this subscriber.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = hostile::capture_logs();
 
     let proxy = start_proxy(None, |_| {}).await;
     let mut tunnel = open_tunnel(proxy.addr(), "origin.test:5000").await;
@@ -371,11 +341,12 @@ async fn bytes_that_are_neither_tls_nor_http_close_the_tunnel_with_one_log_line(
     );
     assert!(
         eventually(Duration::from_secs(2), || captured
-            .lines_containing("neither TLS nor HTTP")
+            .lines_with(&["neither TLS nor HTTP"])
+            .len()
             == 1)
         .await,
         "expected one log line: {}",
-        String::from_utf8_lossy(&captured.0.lock().unwrap())
+        captured.text()
     );
     still_serves(&proxy).await;
 }

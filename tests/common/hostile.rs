@@ -295,12 +295,17 @@ impl std::io::Write for Sink {
 }
 
 pub fn capture_logs() -> LogCapture {
+    capture_logs_with("info")
+}
+
+/// [`capture_logs`] with a filter in `RUST_LOG` syntax (`strictproxy::proxy::park=trace`).
+pub fn capture_logs_with(filter: &str) -> LogCapture {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = Sink(lines.clone());
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || sink.clone())
         .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .finish();
     LogCapture {
         lines,
