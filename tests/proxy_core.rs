@@ -412,3 +412,85 @@ async fn a_get_on_a_pooled_connection_the_origin_closed_is_sent_again() {
         "the proxy never reused a pooled connection, so nothing was tested"
     );
 }
+
+/// A keep-alive origin that answers every GET with `body_len` bytes and counts the
+/// connections it accepts: what the proxy's upstream pool did, seen from the origin.
+async fn counting_origin(body_len: usize) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                // Head and body in one write: two small writes would wait on Nagle and the
+                // proxy's delayed ACK (40 ms a request).
+                let mut answer =
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {body_len}\r\n\r\n").into_bytes();
+                answer.resize(answer.len() + body_len, b'x');
+                // One GET head after another until the proxy closes the connection.
+                let mut seen = Vec::new();
+                let mut byte = [0u8; 1];
+                loop {
+                    match stream.read(&mut byte).await {
+                        Ok(1) => seen.push(byte[0]),
+                        _ => return,
+                    }
+                    if seen.ends_with(b"\r\n\r\n") {
+                        seen.clear();
+                        if stream.write_all(&answer).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (port, accepted)
+}
+
+#[tokio::test]
+async fn sequential_requests_to_one_origin_share_one_upstream_connection() {
+    let (port, accepted) = counting_origin(100).await;
+    let proxy = start_proxy(None, |_| {}).await;
+    let client = proxy.client();
+    for _ in 0..20 {
+        let response = client
+            .get(format!("http://origin.test:{port}/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.bytes().await.unwrap().len(), 100);
+    }
+    // The pool takes a connection back when its response body has been read to the end.
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_response_the_client_abandons_does_not_leave_its_connection_in_the_pool() {
+    let (port, accepted) = counting_origin(8 << 20).await;
+    let proxy = start_proxy(None, |_| {}).await;
+    // A raw client reads the head and a little of the 8 MiB body, then goes away.
+    let mut raw = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    let request =
+        format!("GET http://origin.test:{port}/ HTTP/1.1\r\nHost: origin.test:{port}\r\n\r\n");
+    raw.write_all(request.as_bytes()).await.unwrap();
+    let head = read_head(&mut raw).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut some = [0u8; 4096];
+    raw.read_exact(&mut some).await.unwrap();
+    drop(raw);
+    // The rest of that body is still on its way: the connection cannot carry another
+    // exchange, so the next request must get a fresh one and a whole answer.
+    let response = proxy
+        .client()
+        .get(format!("http://origin.test:{port}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().await.unwrap().len(), 8 << 20);
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
