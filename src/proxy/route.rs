@@ -71,8 +71,9 @@ impl Policy {
 
     /// The refusal for a destination whose addresses are known without DNS (names only DNS
     /// can answer are checked by the upstream connector, on the address it connects to).
+    /// `host` is normalized (the router's spelling).
     fn destination_refusal(&self, client: IpAddr, host: &str, port: u16) -> Option<Refusal> {
-        let (addrs, source) = self.book.lookup_local(host)?;
+        let (addrs, source) = self.book.lookup_local_normalized(host)?;
         addrs.into_iter().find_map(|ip| {
             let dest = SocketAddr::new(ip, port);
             match self.destinations.check(Some(client), dest, source) {
@@ -94,8 +95,11 @@ impl Policy {
 
     /// Whether `host:port` (after `--resolve`) is this proxy's own listener: forwarding there
     /// would loop.
+    ///
+    /// `host` is normalized (the router's spelling: both of its paths normalize first).
     pub fn targets_self(&self, host: &str, port: u16) -> bool {
-        guard::targets_listener(host, port, self.override_for(host), self.listen)
+        let mapped = self.book.override_for_normalized(host);
+        guard::targets_listener(host, port, mapped, self.listen)
     }
 
     fn is_passthrough(&self, host: &str) -> bool {
