@@ -57,7 +57,9 @@ impl Matched<'_> {
 /// preload set.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    dynamic: DashMap<Box<str>, Dynamic>,
+    /// Hashed with foldhash (seeded per process) rather than SipHash: every request looks up
+    /// its host and each superdomain here (issue 15).
+    dynamic: DashMap<Box<str>, Dynamic, hashbrown::DefaultHashBuilder>,
     /// One index per `--preload` file, built once; never written after construction, so
     /// reads take no lock at all. Kept apart so that an entry exempts a name only against
     /// entries of its own file (issue 11 item 3): a pins-only entry of one list must never
