@@ -98,6 +98,13 @@ struct Idle {
     since: Instant,
 }
 
+impl Idle {
+    /// Not idle too long, and not closed by its origin.
+    fn usable(&self) -> bool {
+        self.since.elapsed() < IDLE_TIMEOUT && !self.sender.is_closed()
+    }
+}
+
 struct Shared2 {
     sender: http2::SendRequest<ProxyBody>,
     peer: Option<SocketAddr>,
@@ -243,7 +250,7 @@ impl Pool {
                 }
                 idle?
             };
-            if candidate.since.elapsed() >= IDLE_TIMEOUT || candidate.sender.is_closed() {
+            if !candidate.usable() {
                 continue;
             }
             let mut sender = candidate.sender;
@@ -324,15 +331,10 @@ impl Pool {
     fn sweep(&self) {
         let mut conns = lock(&self.conns);
         conns.idle.retain(|_, list| {
-            list.retain(|idle| idle.since.elapsed() < IDLE_TIMEOUT && !idle.sender.is_closed());
+            list.retain(Idle::usable);
             !list.is_empty()
         });
         conns.h2.retain(|_, shared| !shared.sender.is_closed());
-    }
-
-    /// How many HTTP/1.1 connections are idle (for tests).
-    pub fn idle_count(&self) -> usize {
-        lock(&self.conns).idle.values().map(Vec::len).sum()
     }
 }
 

@@ -64,11 +64,6 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// The `--resolve` override for `host`, if any.
-    pub fn override_for(&self, host: &str) -> Option<IpAddr> {
-        self.book.override_for(host)
-    }
-
     /// The refusal for a destination whose addresses are known without DNS (names only DNS
     /// can answer are checked by the upstream connector, on the address it connects to).
     /// `host` is normalized (the router's spelling).

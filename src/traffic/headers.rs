@@ -61,7 +61,11 @@ impl HeaderList {
 
 /// A captured value as a record shows it: masked when it is a credential and `redact`, lossy
 /// UTF-8 otherwise (a record is for reading).
-fn shown<'a>(name: &http::HeaderName, value: &'a http::HeaderValue, redact: bool) -> Cow<'a, str> {
+pub(super) fn shown<'a>(
+    name: &http::HeaderName,
+    value: &'a http::HeaderValue,
+    redact: bool,
+) -> Cow<'a, str> {
     if redact && CREDENTIAL_FIELDS.contains(name) {
         Cow::Borrowed(REDACTED)
     } else {

@@ -154,11 +154,7 @@ pub fn header_pairs(headers: &http::HeaderMap, redact: bool) -> Vec<(String, Str
     headers
         .iter()
         .map(|(name, value)| {
-            let value = if redact && CREDENTIAL_FIELDS.contains(name) {
-                REDACTED.to_owned()
-            } else {
-                String::from_utf8_lossy(value.as_bytes()).into_owned()
-            };
+            let value = headers::shown(name, value, redact).into_owned();
             (name.as_str().to_owned(), value)
         })
         .collect()
